@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmeval.engine.runner import ModalityMismatchError, RunConfig, StrictModeError, evaluate
+from mmeval.metrics.base import MetricArgsError
 from mmeval.models.base import ModelArgsError, UnknownModelError, model_registry, parse_model_args
 from mmeval.report.store import RunStoreError, find_runs
 from mmeval.report.table import markdown_table, rich_table, scores_frame
@@ -50,6 +51,7 @@ USER_ERRORS = (
     ModelArgsError,
     ModalityMismatchError,
     RunStoreError,
+    MetricArgsError,
     FileNotFoundError,
 )
 EXIT_USER, EXIT_STRICT, EXIT_INTERRUPT = 2, 3, 130
@@ -110,6 +112,8 @@ def _report(run: RunResult, as_json: bool) -> None:
     for task, res in run.tasks.items():
         for kind, count in res.errors.items():
             _c.out.print(f"[yellow]{task}: {count} sample(s) failed ({kind}); details in samples/{task}.jsonl[/]")
+        for metric, why in res.metric_errors.items():
+            _c.out.print(f"[red]{task}: metric {metric} could not be computed: {why}[/]")
     _c.out.print(f"Results: {run.path / 'run.json'}")
 
 
@@ -118,6 +122,9 @@ def run(
     model: Annotated[str, typer.Option("--model", "-m", help="Adapter name (see `mmeval models`).")],
     tasks: TasksOpt,
     model_args: Annotated[str, typer.Option(help="Adapter arguments, k=v,k2=v2 (e.g. pretrained=DIR,dtype=bfloat16).")] = "",
+    metric_args: Annotated[
+        str, typer.Option(help="Run-time metric settings, k=v,... (e.g. inception_weights=PATH,clip_model=DIR,device=cuda).")
+    ] = "",
     batch_size: Annotated[int, typer.Option(min=1)] = 1,
     limit: LimitOpt = None,
     seed: int = 0,
@@ -134,12 +141,14 @@ def run(
     """Evaluate a model on tasks and write results/<run-id>/."""
     try:
         args = parse_model_args(model_args)
+        margs = parse_model_args(metric_args)
     except ModelArgsError as exc:
-        _fail(str(exc))
+        _fail(str(exc).replace("--model-args", "--model-args/--metric-args"))
     cfg = _config(
         model=model,
         tasks=tasks.split(","),
         model_args=args,
+        metric_args=margs,
         batch_size=batch_size,
         limit=_limit(limit),
         seed=seed,

@@ -237,13 +237,42 @@ def _generation_json(gen: GenerationConfig) -> str:
 
 @dataclass(slots=True)
 class Artifact:
-    """A generated media file, stored under the run's artifacts/ and named by its sha256."""
+    """A generated media file, stored under the run's artifacts/ and named by its sha256.
+
+    An adapter builds one with ``from_bytes`` (encoded media in memory) or ``from_file`` (a
+    file a generator or worker process wrote). The runner then stores it content-addressed,
+    ``artifacts/<sha[:2]>/<sha>.<format>`` under the run directory, and from then on ``path``
+    is that run-relative path and ``data`` is None. ``data`` is never serialised.
+    """
 
     modality: Modality
     path: str
     sha256: str
     format: str
-    meta: dict[str, Any] = field(default_factory=dict)  # sample rate, fps, width x height
+    meta: dict[str, Any] = field(default_factory=dict)  # sample_rate, fps, frames, width, height, size_bytes
+    data: bytes | None = None
+
+    @classmethod
+    def from_bytes(cls, modality: Modality, data: bytes, format: str, **meta: Any) -> Artifact:
+        meta.setdefault("size_bytes", len(data))
+        return cls(modality=modality, path="", sha256=sha256_bytes(data), format=format.lower().lstrip("."), meta=meta, data=data)
+
+    @classmethod
+    def from_file(cls, modality: Modality, path: str | Path, format: str | None = None, **meta: Any) -> Artifact:
+        """A file on disk (e.g. written by a worker process); the runner copies it into the run."""
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            raise MediaError(f"generated {modality} file {p} cannot be read: {exc.strerror or exc}") from exc
+        return cls.from_bytes(modality, data, format or p.suffix or "bin", **meta)
+
+    @property
+    def stored(self) -> bool:
+        return self.data is None and bool(self.path)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"modality": self.modality, "path": self.path, "sha256": self.sha256, "format": self.format, "meta": self.meta}
 
 
 @dataclass(slots=True)
@@ -266,7 +295,7 @@ class Response:
         return {
             "id": self.id,
             "text": self.text,
-            "artifacts": [asdict(a) for a in self.artifacts],
+            "artifacts": [a.to_dict() for a in self.artifacts],
             "finish_reason": self.finish_reason,
             "error": self.error,
             "timings": self.timings,
@@ -357,6 +386,7 @@ class TaskResult:
     skipped: str | None = None
     # column -> value -> metric name -> MetricValue, for the task's ``breakdown`` columns
     breakdown: dict[str, dict[str, dict[str, MetricValue]]] = field(default_factory=dict)
+    metric_errors: dict[str, str] = field(default_factory=dict)  # metric name -> why it has no value
 
     def metric(self, name: str) -> MetricValue:
         for m in self.metrics:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from mmeval.engine.artifacts import ArtifactStore
 from mmeval.engine.cache import ResponseCache, cache_key
 from mmeval.engine.manifest import config_hash, device_info, git_state, library_versions, mmeval_version
 from mmeval.engine.progress import RunProgress
@@ -29,7 +30,7 @@ from mmeval.models.base import Model, build_model, get_model_class, redact_args
 from mmeval.tasks.loading import load_docs
 from mmeval.tasks.prompts import PromptError, PromptRenderer
 from mmeval.tasks.registry import ResolvedTask, resolve_tasks
-from mmeval.tasks.scoring import Scorer
+from mmeval.tasks.scoring import Scorer, check_metric_args
 from mmeval.types import MediaError, Request, Response, RunResult, TaskResult
 
 
@@ -46,6 +47,7 @@ class RunConfig:
     model: str
     tasks: Sequence[str]
     model_args: dict[str, str] = field(default_factory=dict)
+    metric_args: dict[str, str] = field(default_factory=dict)  # run-time metric settings (weights paths)
     batch_size: int = 1
     limit: int | float | None = None
     seed: int = 0
@@ -83,6 +85,7 @@ def plan_tasks(cfg: RunConfig) -> tuple[list[ResolvedTask], dict[str, str]]:
             skipped[rt.spec.task] = f"model {why}"
     if not runnable and not lmeval_tasks(cfg):
         raise ModalityMismatchError(f"model {cfg.model!r} can run none of the tasks {list(cfg.tasks)}: {skipped}")
+    check_metric_args([rt.spec for rt in runnable], cfg.metric_args)
     return runnable, skipped
 
 
@@ -104,6 +107,8 @@ def evaluate(cfg: RunConfig) -> RunResult:
         "seed": cfg.seed,
         "tasks": [(t.spec.task, t.spec.version, t.spec.content_hash) for t in tasks] + lmeval_tasks(cfg),
     }
+    if cfg.metric_args:  # only when given, so earlier runs' hashes (and resumes) are unchanged
+        identity["metric_args"] = redact_args(cfg.metric_args)
     chash = config_hash(identity)
     run_dir = _run_dir(cfg, chash)
     resumed = (run_dir / "run.json").exists()
@@ -121,12 +126,16 @@ def evaluate(cfg: RunConfig) -> RunResult:
         "limit": cfg.limit,
         "batch_size": cfg.batch_size,
         "model": {"name": cfg.model, "args": redact_args(cfg.model_args)},
+        "metric_args": redact_args(cfg.metric_args),
         "libraries": library_versions(),
         "tasks": {},
         "skipped_tasks": skipped,
     }
     writer = RunWriter(run_dir, manifest)
-    cache = ResponseCache(cfg.cache_path or cfg.output / "cache.sqlite") if cfg.use_cache else None
+    cache_path = cfg.cache_path or cfg.output / "cache.sqlite"
+    cache = ResponseCache(cache_path) if cfg.use_cache else None
+    # Generated media: in the run, and hard-linked beside the cache so cache hits can restore them.
+    artifacts = ArtifactStore(run_dir, cache_path.with_suffix(".artifacts") if cfg.use_cache else None)
     model: Model | None = None
     results: dict[str, TaskResult] = {}
     try:
@@ -144,7 +153,7 @@ def evaluate(cfg: RunConfig) -> RunResult:
         writer.flush()
         with RunProgress(enabled=cfg.progress) as progress:
             for rt in tasks:
-                results[rt.spec.task] = _run_task(rt, cfg, model, fingerprint, cache, writer, progress)
+                results[rt.spec.task] = _run_task(rt, cfg, model, fingerprint, cache, artifacts, writer, progress)
             for name in lmeval_tasks(cfg):
                 results[name] = _run_lmeval_task(name, cfg, model, writer)
     except KeyboardInterrupt:
@@ -182,6 +191,7 @@ def _run_task(
     model: Model,
     fingerprint: str,
     cache: ResponseCache | None,
+    artifacts: ArtifactStore,
     writer: RunWriter,
     progress: RunProgress,
 ) -> TaskResult:
@@ -213,7 +223,8 @@ def _run_task(
         live = [k for k in keys if k is not None]
         hits = cache.get_many(live)
         for i, k in enumerate(keys):
-            if k is not None and k in hits:
+            # A hit whose generated media are gone from the cache folder is regenerated.
+            if k is not None and k in hits and artifacts.restore(hits[k]):
                 responses[i] = hits[k]
     todo = [i for i in range(n) if responses[i] is None]
     writer.manifest["tasks"][spec.task] = {
@@ -238,13 +249,14 @@ def _run_task(
         batch = [requests[i] for i in idx]
         out = _generate_isolated(model, batch)  # type: ignore[arg-type]
         for i, resp in zip(idx, out, strict=True):
-            responses[i] = resp
+            responses[i] = artifacts.store(resp)
         if cache is not None:
             cache.put_many((keys[i], fingerprint, responses[i]) for i in idx)  # type: ignore[misc]
         progress.advance(len(idx))
     t_gen = time.perf_counter()
 
-    result, records = Scorer(spec, cfg.seed).score(data.doc_ids, data.docs, responses, phashes)  # type: ignore[arg-type]
+    scorer = Scorer(spec, cfg.seed, root=writer.dir, metric_args=cfg.metric_args)
+    result, records = scorer.score(data.doc_ids, data.docs, responses, phashes)  # type: ignore[arg-type]
     t_score = time.perf_counter()
     result.timings = {
         "load_s": t_load - t0,

@@ -19,7 +19,15 @@ import difflib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from mmeval.types import Response
+
+
+class MetricArgsError(ValueError):
+    """Bad metric arguments (task YAML or --metric-args): raised before any model is built."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,7 @@ class ParseContext:
     choices: tuple[str, ...] | None = None  # option labels, e.g. ("A", "B", "C", "D")
     options: tuple[str, ...] | None = None  # option texts, aligned with ``choices``
     doc: dict[str, Any] = field(default_factory=dict)
+    root: Path | None = None  # the run directory: generated media paths are relative to it
 
 
 class Parser:
@@ -40,6 +49,10 @@ class Parser:
 
     def parse(self, text: str, ctx: ParseContext) -> tuple[Any, str]:
         raise NotImplementedError
+
+    def parse_response(self, response: Response, ctx: ParseContext) -> tuple[Any, str]:
+        """What the scorer calls. Text parsers read the text; media parsers the artifacts."""
+        return self.parse(response.text, ctx)
 
 
 @dataclass
@@ -60,6 +73,12 @@ class Metric:
     name: ClassVar[str] = "metric"
     corpus: ClassVar[bool] = False
     higher_is_better: ClassVar[bool] = True
+    # Keys a user may set at run time (``mmeval run --metric-args inception_weights=PATH``):
+    # machine-specific things such as local weight paths and devices, never task semantics.
+    run_args: ClassVar[frozenset[str]] = frozenset()
+    # True: ``corpus_score`` also gets ``all_targets``, every evaluated document's reference
+    # (failed samples included), because the reference set must not depend on the model.
+    wants_all_targets: ClassVar[bool] = False
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
@@ -100,6 +119,16 @@ METRICS: dict[str, str] = {
     "clotho_aqa_accuracy": "mmeval.metrics.audio:ClothoAQAAccuracy",
     "mmau_accuracy": "mmeval.metrics.audio:MMAUAccuracy",
     "wer": "mmeval.metrics.wer:WER",
+    # generation quality (any-to-any): distribution metrics over generated media
+    "fid": "mmeval.metrics.image_gen:FID",
+    "kid": "mmeval.metrics.image_gen:KID",
+    "inception_score": "mmeval.metrics.image_gen:InceptionScore",
+    "clip_score": "mmeval.metrics.image_gen:CLIPScore",
+    "fad": "mmeval.metrics.audio_gen:FAD",
+    "clap_score": "mmeval.metrics.audio_gen:CLAPScore",
+    "clipsim": "mmeval.metrics.video_gen:CLIPSIM",
+    "fvd": "mmeval.metrics.video_gen:FVD",
+    "signal_token_rate": "mmeval.metrics.media:SignalTokenRate",
 }
 
 PARSERS: dict[str, str] = {
@@ -108,11 +137,16 @@ PARSERS: dict[str, str] = {
     "mmmu": "mmeval.metrics.mmmu:MMMUParser",
     "yes_no": "mmeval.metrics.yesno:YesNoParser",
     "airbench": "mmeval.metrics.audio:AIRBenchParser",
+    "media": "mmeval.metrics.media:MediaParser",
 }
 
 
 def get_metric(name: str, **kwargs: Any) -> Metric:
     return _lookup("metric", METRICS, name)(**kwargs)
+
+
+def metric_class(name: str) -> type[Metric]:
+    return _lookup("metric", METRICS, name)
 
 
 def get_parser(name: str, **kwargs: Any) -> Parser:

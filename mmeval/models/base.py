@@ -177,6 +177,13 @@ def prepare_each(requests: Sequence[Request], prepare: Callable[[Request], Any])
     return ok, failed
 
 
+def sample_seed(request: Request) -> int:
+    """A per-sample seed from (generation seed, request id): the same sample gets the same noise
+    whatever the batch it lands in, and different samples get different noise."""
+    digest = hashlib.sha256(f"{request.generation.seed}:{request.id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFF_FFFF
+
+
 # --------------------------------------------------------------------------- registry
 
 BUILTIN_MODELS: dict[str, str] = {
@@ -194,6 +201,18 @@ BUILTIN_MODELS: dict[str, str] = {
     "openai-chat": "mmeval.models.api_openai:OpenAIChat",
     "anthropic": "mmeval.models.api_anthropic:AnthropicMessages",
     "vllm": "mmeval.models.vllm_engine:VLLMModel",
+    # generators (text -> image / audio / video) and any-to-any systems
+    "diffusers-image": "mmeval.models.diffusers_gen:DiffusersImage",
+    "diffusers-audio": "mmeval.models.diffusers_gen:DiffusersAudio",
+    "diffusers-video": "mmeval.models.diffusers_gen:DiffusersVideo",
+    "tiny-sd": "mmeval.models.tiny_diffusers:TinyStableDiffusion",
+    "tiny-audioldm": "mmeval.models.tiny_diffusers:TinyAudioLDM",
+    "tiny-t2v": "mmeval.models.tiny_diffusers:TinyTextToVideo",
+    "synth-audio": "mmeval.models.synth:SynthAudio",
+    "cascade": "mmeval.models.cascade_gen:TextThenGenerate",
+    "nextgpt": "mmeval.models.workers.nextgpt:NextGPT",
+    "minigpt4": "mmeval.models.workers.minigpt4:MiniGPT4",
+    "openflamingo": "mmeval.models.workers.openflamingo:OpenFlamingo",
 }
 
 

@@ -63,6 +63,8 @@ def load_docs(spec: TaskSpec, limit: int | float | None = None, cache_root: Path
     check_columns(spec, docs)
     media_root = _media_root(spec, root)
     media_columns = {p.value for parts in (spec.prompt, *spec.prompts.values()) for p in parts if p.kind != "text"}
+    if spec.output_modality != "text" and "{{" not in spec.target:
+        media_columns.add(spec.target)  # a generation task's references are media too (FID's real images)
     for doc in docs:
         for col in media_columns:
             doc[col] = _media_value(doc.get(col), media_root)

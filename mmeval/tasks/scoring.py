@@ -8,10 +8,11 @@ scored (as wrong, by the metric) and reported through the extraction rate.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-from mmeval.metrics.base import Metric, ParseContext, get_metric, get_parser
+from mmeval.metrics.base import Metric, MetricArgsError, ParseContext, get_parser, metric_class
 from mmeval.metrics.stats import mean_ci, to_metric_value
 from mmeval.tasks.prompts import ENV, PromptRenderer
 from mmeval.tasks.spec import TaskSpec
@@ -21,11 +22,15 @@ UNPARSED = "unparsed"
 
 
 class Scorer:
-    def __init__(self, spec: TaskSpec, seed: int = 0) -> None:
+    """``root``: the run directory (generated media are relative to it). ``metric_args``:
+    run-time settings (``--metric-args``); each metric takes the keys in its ``run_args``."""
+
+    def __init__(self, spec: TaskSpec, seed: int = 0, root: Path | None = None, metric_args: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         self.seed = seed
+        self.root = root
         self.parser = get_parser(spec.parse.name, **spec.parse.kwargs)
-        self.metrics: list[Metric] = [get_metric(m.name, **m.kwargs) for m in spec.metrics]
+        self.metrics: list[Metric] = [build_metric(m.name, m.kwargs, metric_args or {}) for m in spec.metrics]
         self.renderer = PromptRenderer(spec)
         self._target_tmpl = ENV.from_string(spec.target) if "{{" in spec.target else None
         self._cluster_tmpl = ENV.from_string(spec.cluster_by) if spec.cluster_by and "{{" in spec.cluster_by else None
@@ -44,7 +49,7 @@ class Scorer:
 
     def context(self, doc_id: str, doc: dict[str, Any]) -> ParseContext:
         opts = self.renderer.options(doc) if self.spec.choices else None
-        return ParseContext(doc_id=doc_id, choices=opts[0] if opts else None, options=opts[1] if opts else None, doc=doc)
+        return ParseContext(doc_id=doc_id, choices=opts[0] if opts else None, options=opts[1] if opts else None, doc=doc, root=self.root)
 
     def score(
         self,
@@ -76,17 +81,24 @@ class Scorer:
                 errors[_error_kind(resp.error or "")] += 1
                 continue
             ctx = self.context(doc_id, doc)
-            rec.parsed, rec.extraction = self.parser.parse(resp.text, ctx)
+            rec.parsed, rec.extraction = self.parser.parse_response(resp, ctx)
             stages[rec.extraction] += 1
             ok_idx.append(i)
             ctxs.append(ctx)
 
         metric_values: list[MetricValue] = []
+        metric_errors: dict[str, str] = {}
         ok = [records[i] for i in ok_idx]
         clusters = [r.cluster or r.doc_id for r in ok] if spec.cluster_by else None
         for metric in self.metrics:
             if metric.corpus:
-                metric_values.extend(self._corpus(metric, ok, ctxs, clusters))
+                everything = [r.target for r in records] if metric.wants_all_targets else None
+                try:
+                    metric_values.extend(self._corpus(metric, ok, ctxs, clusters, everything))
+                except Exception as exc:
+                    # Keep the samples and every other metric: the responses are cached, so
+                    # `mmeval run` again re-scores once the cause (weights, a bad file) is fixed.
+                    metric_errors[metric.name] = f"{type(exc).__name__}: {exc}"
             else:
                 per: dict[str, list[float]] = {}
                 for rec, ctx in zip(ok, ctxs, strict=True):
@@ -108,6 +120,7 @@ class Scorer:
             extraction_stages=dict(sorted(stages.items())),
             errors=dict(errors.most_common()),
             breakdown=breakdown,
+            metric_errors=metric_errors,
         )
         return result, records
 
@@ -136,9 +149,17 @@ class Scorer:
                 }
         return out
 
-    def _corpus(self, metric: Metric, ok: list[SampleRecord], ctxs: list[ParseContext], clusters: list[str] | None) -> list[MetricValue]:
+    def _corpus(
+        self,
+        metric: Metric,
+        ok: list[SampleRecord],
+        ctxs: list[ParseContext],
+        clusters: list[str] | None,
+        all_targets: list[Any] | None = None,
+    ) -> list[MetricValue]:
         out = []
-        scores = metric.corpus_score([r.parsed for r in ok], [r.target for r in ok], ctxs, seed=self.seed)
+        extra = {"all_targets": all_targets} if all_targets is not None else {}
+        scores = metric.corpus_score([r.parsed for r in ok], [r.target for r in ok], ctxs, seed=self.seed, **extra)
         for name, cs in scores.items():
             if cs.per_sample is not None:
                 for rec, value in zip(ok, cs.per_sample, strict=True):
@@ -166,6 +187,32 @@ class Scorer:
                     )
                 )
         return out
+
+
+def build_metric(name: str, kwargs: Mapping[str, Any], run_args: Mapping[str, str]) -> Metric:
+    """The task's metric config, with the run-time args this metric takes laid over it."""
+    cls = metric_class(name)
+    return cls(**{**kwargs, **{k: v for k, v in run_args.items() if k in cls.run_args}})
+
+
+def check_metric_args(specs: Sequence[TaskSpec], run_args: Mapping[str, str]) -> None:
+    """Build every metric of the planned tasks once, before any model loads, so a bad argument
+    or a missing weights file fails in seconds rather than after hours of generation; and
+    refuse a --metric-args key that no metric takes (a typo would otherwise go unnoticed)."""
+    accepted: set[str] = set()
+    for spec in specs:
+        for m in spec.metrics:
+            accepted |= metric_class(m.name).run_args
+            try:
+                build_metric(m.name, m.kwargs, run_args)
+            except MetricArgsError as exc:
+                raise MetricArgsError(f"task {spec.task}, metric {m.name}: {exc}") from exc
+    unknown = sorted(set(run_args) - accepted)
+    if unknown:
+        raise MetricArgsError(
+            f"--metric-args {unknown}: no metric of these tasks takes "
+            f"{'it' if len(unknown) == 1 else 'them'}; they take {sorted(accepted) or 'no run-time arguments'}"
+        )
 
 
 def _error_kind(error: str) -> str:
