@@ -86,6 +86,12 @@ class Metric:
     def score(self, parsed: Any, target: Any, ctx: ParseContext) -> dict[str, float]:
         raise NotImplementedError
 
+    def score_batch(self, parsed: Sequence[Any], targets: Sequence[Any], ctxs: Sequence[ParseContext]) -> list[dict[str, float]]:
+        """Per-sample scores for all samples at once (what the scorer calls). Model-based
+        metrics (CLIPScore, CLAP score) override it to batch their forward passes. A sample
+        may get ``{}``: no value (e.g. no generated media), so it is left out of that n."""
+        return [self.score(p, t, c) for p, t, c in zip(parsed, targets, ctxs, strict=True)]
+
     def corpus_score(
         self, parsed: Sequence[Any], targets: Sequence[Any], ctxs: Sequence[ParseContext], seed: int = 0
     ) -> dict[str, CorpusScore]:

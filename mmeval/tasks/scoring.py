@@ -101,11 +101,17 @@ class Scorer:
                     metric_errors[metric.name] = f"{type(exc).__name__}: {exc}"
             else:
                 per: dict[str, list[float]] = {}
-                for rec, ctx in zip(ok, ctxs, strict=True):
-                    for name, value in metric.score(rec.parsed, rec.target, ctx).items():
+                per_cluster: dict[str, list[str]] = {}  # aligned with per[name]: a sample may have no value
+                batch = metric.score_batch([r.parsed for r in ok], [r.target for r in ok], ctxs)
+                for j, (rec, scores) in enumerate(zip(ok, batch, strict=True)):
+                    for name, value in scores.items():
                         rec.scores[name] = value
                         per.setdefault(name, []).append(value)
-                metric_values.extend(to_metric_value(name, mean_ci(vals, clusters)) for name, vals in per.items())
+                        if clusters is not None:
+                            per_cluster.setdefault(name, []).append(clusters[j])
+                metric_values.extend(
+                    to_metric_value(name, mean_ci(vals, per_cluster[name] if clusters is not None else None)) for name, vals in per.items()
+                )
 
         n_ok = len(ok)
         breakdown = self._breakdown(ok, ctxs, clusters)
