@@ -212,13 +212,19 @@ class Request:
         return sha256_bytes(json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode())
 
     def content_hash(self, prompt_hash: str | None = None) -> str:
-        """Hash of everything that determines the response: prompt, generation config, choices."""
+        """Hash of everything that determines the response: prompt, generation config, choices.
+
+        Generators draw their noise per sample (seeded by the request id, so batching does not
+        change it), so for media outputs the id and the seed are part of the hash: two documents
+        with the same prompt are two samples, never one cached image served twice."""
         payload = [
             prompt_hash or self.prompt_hash(),
             _generation_json(self.generation),
             self.output_modality,
             list(self.choices) if self.choices else None,
         ]
+        if self.output_modality != "text":  # generators always use the seed, "greedy" or not
+            payload += [self.id, self.generation.seed]
         return sha256_bytes(json.dumps(payload, separators=(",", ":")).encode())
 
 

@@ -343,11 +343,23 @@ def _build_audioqa(out: Path) -> None:
     build_audioqa(out)
 
 
+def _generation(name: str) -> Callable[[Path], None]:
+    def build(out: Path) -> None:
+        from mmeval.tasks import fixtures_gen  # imports this module: resolved at build time
+
+        getattr(fixtures_gen, name)(out)
+
+    return build
+
+
 FIXTURES: dict[str, Callable[[Path], None]] = {
     "demo_vqa": build_vqa,
     "demo_caption": build_caption,
     "demo_mcq": build_mcq,
     "demo_audioqa": _build_audioqa,
+    "demo_t2i": _generation("build_t2i"),
+    "demo_t2a": _generation("build_t2a"),
+    "demo_t2v": _generation("build_t2v"),
 }
 FIXTURE_VERSION: dict[str, int] = {"demo_vqa": 1, "demo_caption": 1, "demo_mcq": 1, "demo_audioqa": 1}
 

@@ -19,6 +19,9 @@ from mmeval.tasks.spec import TaskSpec
 from mmeval.types import MetricValue, Response, SampleRecord, TaskResult
 
 UNPARSED = "unparsed"
+# Extraction stages that mean "nothing usable was extracted": an unparsed answer, or a
+# generation response without the requested media (mmeval.metrics.media).
+NOT_EXTRACTED = (UNPARSED, "no_media")
 
 
 class Scorer:
@@ -122,7 +125,7 @@ class Scorer:
             n_errors=len(records) - n_ok,
             n_cached=sum(r.cached for r in records),
             metrics=metric_values,
-            extraction_rate=(1 - stages.get(UNPARSED, 0) / n_ok) if n_ok else None,
+            extraction_rate=(1 - sum(stages.get(s, 0) for s in NOT_EXTRACTED) / n_ok) if n_ok else None,
             extraction_stages=dict(sorted(stages.items())),
             errors=dict(errors.most_common()),
             breakdown=breakdown,
