@@ -364,6 +364,28 @@ def data_pull(
         _fail(str(exc))
 
 
+@data_app.command("prepare")
+def data_prepare(
+    source: Annotated[str, typer.Argument(help="coco-t2i, audiocaps or msrvtt.")],
+    annotations: Annotated[Path, typer.Option(help="The official annotation file (COCO captions json, AudioCaps csv, MSR-VTT csv/json).")],
+    media: Annotated[Path, typer.Option(help="Folder holding the downloaded images / clips / videos.")],
+    out: Annotated[Path, typer.Option(help="Folder to write data.jsonl + prepare.json into (see the task's dataset.path).")],
+    n: Annotated[int | None, typer.Option(help="How many documents (coco-t2i: required, e.g. 30000 or 5000).")] = None,
+) -> None:
+    """Build a generation task's local data.jsonl from an official release (deterministic)."""
+    from mmeval.tasks.prepare import PREPARERS
+
+    if source not in PREPARERS:
+        _fail(f"unknown source {source!r}; one of {', '.join(PREPARERS)}")
+    if source == "coco-t2i" and not n:
+        _fail("coco-t2i needs --n (30000 for COCO-30K, 5000 for COCO-5K)")
+    try:
+        info = PREPARERS[source](annotations.expanduser(), media.expanduser(), out.expanduser(), n)  # type: ignore[operator]
+    except USER_ERRORS as exc:
+        _fail(str(exc))
+    _c.out.print(f"{out}/data.jsonl: {info['n']} documents ({info.get('missing', 0)} with missing media left out)")
+
+
 def main() -> None:
     app()
 
