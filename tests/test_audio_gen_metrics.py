@@ -100,7 +100,7 @@ def test_fad_bootstrap_ci_is_seeded(tone_sets: Any) -> None:
     metric = FAD(extractor="tiny-audio", bootstrap=50)
     a = metric.corpus_score(parsed, refs, ctxs_for(root, len(gen)), seed=3, all_targets=refs)["fad_tiny_audio"]
     b = metric.corpus_score(parsed, refs, ctxs_for(root, len(gen)), seed=3, all_targets=refs)["fad_tiny_audio"]
-    assert a.ci_method == "bootstrap" and a.stderr is not None and a.stderr > 0
+    assert a.ci_method == "bootstrap_se" and a.stderr is not None and a.stderr > 0
     assert (a.ci_low, a.ci_high) == (b.ci_low, b.ci_high)
     c = metric.corpus_score(parsed, refs, ctxs_for(root, len(gen)), seed=4, all_targets=refs)["fad_tiny_audio"]
     assert a.ci_low < a.ci_high and c.ci_low != a.ci_low and c.value == a.value
@@ -306,7 +306,7 @@ def test_fad_vggish_fits_window_embeddings(vggish_weights: Path, tmp_path: Path)
     gen_windows = np.concatenate(ex.clip_frames([str(tmp_path / g) for g in gen]))
     ref_windows = np.concatenate(ex.clip_frames(refs))
     assert gen_windows.shape == (4 * 2, 128) and ref_windows.shape == (3, 128)  # 1.5 s: 2 windows; 1 s: 1
-    assert out.n == 4 and out.ci_method == "bootstrap"
+    assert out.n == 4 and out.ci_method == "bootstrap_se"
     assert out.value == pytest.approx(
         float(np.sum((gen_windows.mean(0) - ref_windows.mean(0)) ** 2)) + _trace_terms(gen_windows, ref_windows), rel=1e-6
     )

@@ -21,6 +21,7 @@ HAVE_TTS = shutil.which("espeak-ng") is not None and shutil.which("sox") is not 
 NAMES = [
     pytest.param(name, marks=pytest.mark.skipif(not HAVE_TTS, reason="needs espeak-ng and sox")) if name == "demo_audioqa" else name
     for name in sorted(FIXTURES)
+    if name in {"demo_vqa", "demo_caption", "demo_mcq", "demo_audioqa"}  # generation fixtures: tests/test_generation_fixtures.py
 ]
 
 

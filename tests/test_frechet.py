@@ -82,7 +82,7 @@ def test_bad_input_is_clear() -> None:
         frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
 
 
-def test_bootstrap_interval_brackets_the_estimate() -> None:
+def test_bootstrap_interval_is_centred_on_the_estimate() -> None:
     rng = np.random.default_rng(8)
     ref = Gaussian.fit(rng.normal(size=(400, 6)))
     gen = rng.normal(size=(200, 6)) + 0.3
@@ -90,6 +90,30 @@ def test_bootstrap_interval_brackets_the_estimate() -> None:
     out = bootstrap_frechet(gen, ref, n_boot=200, seed=0)
     assert out is not None
     stderr, low, high = out
-    assert stderr > 0 and low < value < high + stderr  # FID is biased upward under resampling
+    assert stderr > 0 and low < value < high
+    assert (high - value) == pytest.approx(1.959964 * stderr) and low == pytest.approx(max(0.0, value - 1.959964 * stderr))
     assert bootstrap_frechet(gen, ref, n_boot=200, seed=0) == out  # seeded
+    assert bootstrap_frechet(gen, ref, n_boot=200, seed=1) != out
     assert bootstrap_frechet(gen[:2], ref, n_boot=10) is None
+
+
+def test_bootstrap_near_zero_distance_keeps_the_estimate_inside() -> None:
+    """Same distribution: resamples are biased upward; the interval must still contain the value."""
+    rng = np.random.default_rng(9)
+    ref = Gaussian.fit(rng.normal(size=(2000, 8)))
+    gen = rng.normal(size=(60, 8))
+    value = gaussian_distance(ref, Gaussian.fit(gen))
+    _, low, high = bootstrap_frechet(gen, ref, n_boot=100, seed=0)  # type: ignore[misc]
+    assert low <= value <= high and low >= 0
+
+
+def test_grouped_bootstrap_resamples_whole_samples() -> None:
+    """Windows of one clip move together: with identical windows inside a clip, the grouped
+    standard error equals the one of the per-clip rows repeated (not the smaller row-level one)."""
+    rng = np.random.default_rng(10)
+    ref = Gaussian.fit(rng.normal(size=(500, 4)))
+    clips = [np.repeat(rng.normal(size=(1, 4)) + 0.2, 5, axis=0) for _ in range(40)]
+    grouped = bootstrap_frechet(clips, ref, n_boot=200, seed=0)
+    rows = bootstrap_frechet(np.concatenate(clips), ref, n_boot=200, seed=0)
+    assert grouped is not None and rows is not None
+    assert grouped[0] > rows[0] * 1.5  # treating 200 correlated rows as independent understates the error

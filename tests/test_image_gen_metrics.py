@@ -94,7 +94,7 @@ def test_fid_matches_torchmetrics_and_has_bootstrap_ci(sets: tuple[Path, list[st
     expected = float(tm.compute())
     assert expected > 0.1  # noise vs squares: a real distance, not a degenerate 0
     assert score.value == pytest.approx(expected, rel=1e-6)
-    assert score.n == 40 and score.ci_method == "bootstrap"
+    assert score.n == 40 and score.ci_method == "bootstrap_se"
     assert score.ci_low is not None and score.ci_high is not None and score.ci_low < score.ci_high and score.stderr > 0
 
 

@@ -124,7 +124,7 @@ def test_fvd_with_i3d(clips: tuple[Path, list[str], list[str]], i3d_path: Path) 
     ext = I3DTorchScript(str(i3d_path), frames=16)
     real, fake = Gaussian.fit(ext.features(ref)), Gaussian.fit(ext.features([str(root / p) for p in gen]))
     assert out.value == pytest.approx(frechet_distance(real.mu, real.sigma, fake.mu, fake.sigma), rel=1e-6) and out.value > 0
-    assert out.n == 12 and out.ci_method == "bootstrap" and out.ci_low < out.ci_high
+    assert out.n == 12 and out.ci_method == "bootstrap_se" and out.ci_low < out.ci_high
     same = get_metric("fvd", i3d_torchscript=str(i3d_path), bootstrap=0)
     assert same.corpus_score([{"media": [r]} for r in ref], [], _ctxs(root, 12), all_targets=ref)["fvd"].value < 1e-6
 

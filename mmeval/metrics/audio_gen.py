@@ -65,7 +65,7 @@ from mmeval.metrics.features import (
     reference_features,
     source_hash,
 )
-from mmeval.metrics.frechet import Gaussian, bootstrap_frechet, frechet_distance, psd_sqrt
+from mmeval.metrics.frechet import Gaussian, bootstrap_frechet, frechet_distance
 from mmeval.types import MediaError
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -101,20 +101,6 @@ def unique_references(refs: Sequence[MediaSource]) -> list[MediaSource]:
         except MediaError as exc:
             raise MediaError(f"FAD reference audio #{i} cannot be read: {exc}. The reference set must be complete.") from exc
     return list(seen.values())
-
-
-def _window_bootstrap(clips: list[np.ndarray], reference: Gaussian, n_boot: int, seed: int) -> tuple[float, float, float] | None:
-    """bootstrap_frechet's percentile CI, resampling clips (each with all its windows)."""
-    if n_boot <= 0 or len(clips) < 3:
-        return None
-    rng = np.random.default_rng(seed)
-    sqrt_ref = psd_sqrt(reference.sigma)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        g = Gaussian.fit(np.concatenate([clips[i] for i in rng.integers(0, len(clips), len(clips))]))
-        values[b] = frechet_distance(reference.mu, reference.sigma, g.mu, g.sigma, sqrt1=sqrt_ref)
-    low, high = np.quantile(values, [0.025, 0.975])
-    return float(values.std(ddof=1)), float(low), float(high)
 
 
 class FAD(Metric):
@@ -162,7 +148,7 @@ class FAD(Metric):
         if windows:
             clips = self.extractor.clip_frames(generated)
             gen = Gaussian.fit(np.concatenate(clips))
-            ci = _window_bootstrap(clips, reference, self.bootstrap, seed)
+            ci = bootstrap_frechet(list(clips), reference, self.bootstrap, seed)
         else:
             feats = np.asarray(self.extractor.features(generated), dtype=np.float64)
             gen = Gaussian.fit(feats)
@@ -171,7 +157,7 @@ class FAD(Metric):
         stderr, low, high = ci if ci is not None else (None, None, None)
         return {
             self.key: CorpusScore(
-                value=value, stderr=stderr, ci_low=low, ci_high=high, n=len(generated), ci_method="bootstrap" if ci else "none"
+                value=value, stderr=stderr, ci_low=low, ci_high=high, n=len(generated), ci_method="bootstrap_se" if ci else "none"
             )
         }
 

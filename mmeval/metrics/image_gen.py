@@ -204,7 +204,7 @@ def frechet_score(gen: np.ndarray, ref: np.ndarray, n_boot: int, seed: int) -> C
     if boot is None:
         return CorpusScore(value=value, n=len(gen), ci_method="none")
     stderr, low, high = boot
-    return CorpusScore(value=value, stderr=stderr, ci_low=low, ci_high=high, n=len(gen), ci_method="bootstrap")
+    return CorpusScore(value=value, stderr=stderr, ci_low=low, ci_high=high, n=len(gen), ci_method="bootstrap_se")
 
 
 def polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:

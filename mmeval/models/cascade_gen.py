@@ -51,6 +51,7 @@ def split_args(args: dict[str, str]) -> tuple[dict[str, str], dict[str, str], di
 
 class TextThenGenerate(Model):
     name: ClassVar[str] = "cascade"
+    card = ArchitectureCard(output_projector="text prompt (cascade)")  # an instance's card combines its two adapters'
 
     @classmethod
     def check_args(cls, args: dict[str, str]) -> None:
@@ -96,14 +97,14 @@ class TextThenGenerate(Model):
         self.text_model = build_model(own["text"], text_args)
         self.generator = build_model(own["generator"], gen_args)
         self.prompt_protocol = self.text_model.prompt_protocol  # type: ignore[misc]
+        self.card = self.combined_card()
         self.instruction = own.get("instruction", DEFAULT_INSTRUCTION)
         try:
             self.rewrite = as_bool(own.get("rewrite", "true"))
         except ModelArgsError as exc:
             raise ModelArgsError(f"cascade rewrite: {exc}") from None
 
-    @property
-    def card(self) -> ArchitectureCard:  # type: ignore[override]
+    def combined_card(self) -> ArchitectureCard:
         t, g = self.text_model.card, self.generator.card
         params = (t.params or 0) + (g.params or 0) if (t.params is not None or g.params is not None) else None
         return ArchitectureCard(

@@ -361,7 +361,7 @@ FIXTURES: dict[str, Callable[[Path], None]] = {
     "demo_t2a": _generation("build_t2a"),
     "demo_t2v": _generation("build_t2v"),
 }
-FIXTURE_VERSION: dict[str, int] = {"demo_vqa": 1, "demo_caption": 1, "demo_mcq": 1, "demo_audioqa": 1}
+FIXTURE_VERSION: dict[str, int] = {name: 1 for name in FIXTURES}
 
 
 def default_cache_root() -> Path:

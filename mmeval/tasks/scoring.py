@@ -105,7 +105,11 @@ class Scorer:
             else:
                 per: dict[str, list[float]] = {}
                 per_cluster: dict[str, list[str]] = {}  # aligned with per[name]: a sample may have no value
-                batch = metric.score_batch([r.parsed for r in ok], [r.target for r in ok], ctxs)
+                try:
+                    batch = metric.score_batch([r.parsed for r in ok], [r.target for r in ok], ctxs)
+                except Exception as exc:  # a model-based metric (CLIP, CLAP) that cannot load or decode
+                    metric_errors[metric.name] = f"{type(exc).__name__}: {exc}"
+                    continue
                 for j, (rec, scores) in enumerate(zip(ok, batch, strict=True)):
                     for name, value in scores.items():
                         rec.scores[name] = value
