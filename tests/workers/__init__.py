@@ -1,0 +1,1 @@
+"""Test helpers for the worker-process adapters: an echo worker and fake model repositories."""
