@@ -185,7 +185,12 @@ def test_coco_t2i_catalogue_task_with_fid_inception_weights(tmp_path: Path) -> N
 
 
 def test_tiny_t2v_on_demo_t2v_reports_fvd_and_clipsim(tmp_path: Path) -> None:
-    result = run("tiny-t2v", "demo_t2v", tmp_path / "res", {"clip_model": str(tiny_clip_dir())}, limit=6)
+    # tiny-t2v makes 4 frames by default; the task's FVD samples 8, so ask for 8
+    short = run("tiny-t2v", "demo_t2v", tmp_path / "short", {"clip_model": str(tiny_clip_dir())}, limit=6)
+    assert "fvd" in short.tasks["demo_t2v"].metric_errors and "shorter" in short.tasks["demo_t2v"].metric_errors["fvd"]
+    assert short.tasks["demo_t2v"].metric("clipsim").n == 6  # the other metrics are kept
+    result = run("tiny-t2v", "demo_t2v", tmp_path / "res", {"clip_model": str(tiny_clip_dir())}, limit=6, model_args={"num_frames": "8"})
+    assert result.tasks["demo_t2v"].metric_errors == {}
     m = metrics(result, "demo_t2v")
     assert m["fvd_tiny_video"]["n"] == 6 and m["clipsim"]["n"] == 6
     assert_artifacts(result, "demo_t2v", "video", "apng")
