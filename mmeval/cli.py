@@ -317,8 +317,9 @@ def demo(
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     limit: LimitOpt = None,
 ) -> None:
-    """Run tiny-llava and the baselines on the offline `demo` task group and print the table."""
-    from mmeval.demo import DEMO_PLAN
+    """Run tiny-llava and the baselines on the offline `demo` group, the tiny generators on the
+    generation demo tasks, and print the table."""
+    from mmeval.demo import DEMO_PLAN, demo_metric_args
 
     finished = []
     for model, model_args, tasks in DEMO_PLAN:
@@ -328,6 +329,7 @@ def demo(
             model=model,
             tasks=tasks,
             model_args=model_args,
+            metric_args=demo_metric_args(tasks),
             batch_size=batch_size,
             limit=_limit(limit),
             output=output,

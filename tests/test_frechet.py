@@ -117,3 +117,17 @@ def test_grouped_bootstrap_resamples_whole_samples() -> None:
     rows = bootstrap_frechet(np.concatenate(clips), ref, n_boot=200, seed=0)
     assert grouped is not None and rows is not None
     assert grouped[0] > rows[0] * 1.5  # treating 200 correlated rows as independent understates the error
+
+
+@pytest.mark.parametrize("n,dim", [(5, 40), (50, 8)])
+def test_sample_form_equals_the_covariance_form(n: int, dim: int) -> None:
+    """The bootstrap's n x n shortcut gives the same distance as the (D, D) formula."""
+    from mmeval.metrics.frechet import _distance_to_samples
+
+    rng = np.random.default_rng(11)
+    ref = random_gaussian(rng, dim, 4 * dim)
+    rows = rng.normal(size=(n, dim)) + 0.3
+    g = Gaussian.fit(rows)
+    full = frechet_distance(ref.mu, ref.sigma, g.mu, g.sigma)
+    fast = _distance_to_samples(ref.mu, float(np.trace(ref.sigma)), psd_sqrt(ref.sigma), rows)
+    assert fast == pytest.approx(full, rel=1e-9, abs=1e-9)

@@ -165,20 +165,21 @@ def test_tiny_sd_on_demo_t2i_writes_images_and_reports_fid_kid_is_clipscore(tmp_
     assert doc["model"]["card"]["modality_generator"]
 
 
-def test_coco_t2i_catalogue_task_with_fid_inception_weights(tmp_path: Path) -> None:
+@pytest.mark.parametrize("task", ["coco_t2i_5k", "coco_t2i_30k"])
+def test_coco_t2i_catalogue_task_with_fid_inception_weights(task: str, tmp_path: Path) -> None:
     from mmeval.metrics.extractors.inception import FIDInceptionV3
 
     rows = [{"image_id": i, "caption": f"a photo of thing {i}", "image": image_struct((20 * i, 100, 200 - 10 * i), 16)} for i in range(6)]
-    task = localize("coco_t2i_5k", rows, tmp_path / "data")
+    local = localize(task, rows, tmp_path / "data")
     torch.manual_seed(0)
     net = FIDInceptionV3()
     weights = tmp_path / "pt_inception-random.pth"
     torch.save({k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}, weights)
-    result = run("tiny-sd", task, tmp_path / "res", {"inception_weights": str(weights), "clip_model": str(tiny_clip_dir())})
-    m = metrics(result, "coco_t2i_5k")
+    result = run("tiny-sd", local, tmp_path / "res", {"inception_weights": str(weights), "clip_model": str(tiny_clip_dir())})
+    m = metrics(result, task)
     assert {"fid", "kid", "inception_score", "clip_score"} <= set(m)
     assert m["fid"]["n"] == m["kid"]["n"] == m["inception_score"]["n"] == 6 and m["fid"]["value"] > 0
-    assert_artifacts(result, "coco_t2i_5k", "image", "png")
+    assert_artifacts(result, task, "image", "png")
 
 
 # --------------------------------------------------------------------------- text -> video

@@ -100,11 +100,30 @@ def bootstrap_frechet(
     whole = np.concatenate(groups) if groups is not None else x
     g0 = Gaussian.fit(whole)  # type: ignore[arg-type]
     value = frechet_distance(reference.mu, reference.sigma, g0.mu, g0.sigma, sqrt1=sqrt_ref)
+    tr_ref = float(np.trace(reference.sigma))
     values = np.empty(n_boot)
     for b in range(n_boot):
         pick = rng.integers(0, n, n)
         rows = np.concatenate([groups[i] for i in pick]) if groups is not None else x[pick]  # type: ignore[index]
-        g = Gaussian.fit(rows)
-        values[b] = frechet_distance(reference.mu, reference.sigma, g.mu, g.sigma, sqrt1=sqrt_ref)
+        values[b] = _distance_to_samples(reference.mu, tr_ref, sqrt_ref, rows)
     se = float(values.std(ddof=1))
     return se, max(0.0, value - z * se), value + z * se
+
+
+def _distance_to_samples(mu_ref: np.ndarray, tr_ref: float, sqrt_ref: np.ndarray, rows: np.ndarray) -> float:
+    """The distance from the reference Gaussian to the one fitted to ``rows``, without forming
+    the (D, D) covariance of the rows: with centred rows Xc and A = S_ref^½,
+
+        tr((S_ref S)^½) = Σ sqrt(eig(A Xcᵀ Xc A)) / sqrt(n-1) = Σ sqrt(eig((Xc A)(Xc A)ᵀ)) / sqrt(n-1)
+
+    (the non-zero eigenvalues of MᵀM and MMᵀ agree), an n x n problem when n < D. A bootstrap
+    of 1,000 generated images against 2,048-d Inception statistics is then ~100x cheaper."""
+    n = rows.shape[0]
+    mu = rows.mean(axis=0)
+    xc = rows - mu
+    m = xc @ sqrt_ref
+    gram = m @ m.T if n <= m.shape[1] else m.T @ m
+    w = np.linalg.eigvalsh((gram + gram.T) / 2) / (n - 1)
+    diff = mu_ref - mu
+    d = float(diff @ diff + tr_ref + float((xc * xc).sum()) / (n - 1) - 2.0 * np.sqrt(np.clip(w, 0.0, None)).sum())
+    return max(d, 0.0)
