@@ -130,4 +130,5 @@ def test_sample_form_equals_the_covariance_form(n: int, dim: int) -> None:
     g = Gaussian.fit(rows)
     full = frechet_distance(ref.mu, ref.sigma, g.mu, g.sigma)
     fast = _distance_to_samples(ref.mu, float(np.trace(ref.sigma)), psd_sqrt(ref.sigma), rows)
-    assert fast == pytest.approx(full, rel=1e-9, abs=1e-9)
+    # rel 1e-7: in the (D, D) form the square roots of rank-deficiency rounding noise add ~1e-7
+    assert fast == pytest.approx(full, rel=1e-7)
