@@ -172,20 +172,27 @@ def score(
         str | None, typer.Option(help="Field holding the response (default: response, prediction, answer, text...).")
     ] = None,
     name: Annotated[str | None, typer.Option(help="Model name to record for these predictions.")] = None,
+    metric_args: Annotated[str, typer.Option(help="Run-time metric settings, k=v,... (e.g. inception_weights=PATH,clip_model=DIR).")] = "",
     limit: LimitOpt = None,
     output: OutputOpt = Path("results"),
     strict: bool = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Score an existing predictions file (through the `replay` model)."""
+    """Score an existing predictions file (through the `replay` model): text responses, or media
+    files generated elsewhere (rows with an image / audio / video path)."""
     args = {"predictions": str(predictions)}
     for key, value in (("id_key", id_key), ("response_key", response_key), ("name", name)):
         if value:
             args[key] = value
+    try:
+        margs = parse_model_args(metric_args)
+    except ModelArgsError as exc:
+        _fail(str(exc).replace("--model-args", "--metric-args"))
     cfg = _config(
         model="replay",
         tasks=tasks.split(","),
         model_args=args,
+        metric_args=margs,
         limit=_limit(limit),
         output=output,
         use_cache=False,

@@ -212,3 +212,44 @@ def test_msrvtt_t2v_catalogue_task_with_i3d_torchscript(tmp_path: Path) -> None:
     m = metrics(result, "msrvtt_t2v")
     assert m["fvd"]["n"] == 5 and m["clipsim"]["n"] == 5
     assert_artifacts(result, "msrvtt_t2v", "video", "apng")
+
+
+# --------------------------------------------------------------------------- media generated elsewhere
+
+
+def test_score_media_generated_elsewhere_and_fid_of_the_reference_set_is_zero(tmp_path: Path) -> None:
+    """`mmeval score` replays image files named in a predictions file; the reference images
+    themselves give FID 0 (the set against itself), other images a positive FID."""
+    from mmeval.tasks.fixtures import fixture_dir
+
+    root = fixture_dir("demo_t2i")
+    rows = [json.loads(x) for x in (root / "data.jsonl").read_text().splitlines()][:16]
+    same = tmp_path / "same.jsonl"
+    same.write_text("".join(json.dumps({"doc_id": r["id"], "image": str(root / r["image"])}) + "\n" for r in rows))
+    shifted = tmp_path / "shifted.jsonl"  # each prompt answered with the next prompt's image
+    shifted.write_text(
+        "".join(json.dumps({"doc_id": r["id"], "image": str(root / rows[(i + 1) % 4]["image"])}) + "\n" for i, r in enumerate(rows))
+    )
+    out = {}
+    for name, preds in (("same", same), ("shifted", shifted)):
+        res = CliRunner().invoke(
+            app,
+            ["score", "--tasks", "demo_t2i", "--predictions", str(preds), "--limit", "16", "-o", str(tmp_path / name),
+             "--metric-args", f"clip_model={tiny_clip_dir()}", "--json"],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        (run_dir,) = [p for p in (tmp_path / name).iterdir() if (p / "run.json").exists()]
+        out[name] = json.loads((run_dir / "run.json").read_text())["results"]["demo_t2i"]["metrics"]
+    assert out["same"]["fid_tiny_image"]["n"] == 16
+    assert abs(out["same"]["fid_tiny_image"]["value"]) < 1e-6
+    assert out["shifted"]["fid_tiny_image"]["value"] > 1e-3
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"doc_id": "t2i000", "image": "missing.png"}) + "\n")
+    res = CliRunner().invoke(app, ["score", "--tasks", "demo_t2i", "--predictions", str(bad), "--limit", "2", "-o", str(tmp_path / "bad"),
+                                   "--metric-args", f"clip_model={tiny_clip_dir()}", "--json"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    (run_dir,) = [p for p in (tmp_path / "bad").iterdir() if (p / "run.json").exists()]
+    result = json.loads((run_dir / "run.json").read_text())["results"]["demo_t2i"]
+    assert result["n_errors"] == 2  # t2i000: its file is missing; t2i001: no prediction. Neither is scored.
+    errors = [json.loads(x)["error"] for x in (run_dir / "samples" / "demo_t2i.jsonl").read_text().splitlines()]
+    assert "missing.png" in errors[0] and "no prediction" in errors[1]

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.models.base import ArchitectureCard, Capabilities, Model, ModelArgsError
-from mmeval.types import MODALITIES, Request, Response
+from mmeval.types import MODALITIES, Artifact, MediaError, Request, Response
+
+MEDIA_KEYS = ("image", "audio", "video")
 
 ANY_INPUT = Capabilities(input_modalities=frozenset(MODALITIES), output_modalities=frozenset({"text"}))
 BASELINE_CARD = ArchitectureCard(llm_backbone="none (baseline)", params=0, license="n/a", open_weights=True)
@@ -77,10 +79,15 @@ class ReplayModel(Model):
     Rows may carry a ``task`` field to disambiguate doc ids shared by several tasks. Model args:
     ``predictions`` (path, required), ``id_key`` and ``response_key`` (auto-detected if absent),
     ``name`` (what to call the replayed model in results).
+
+    Media generated elsewhere are scored the same way: a row with an ``image``, ``audio`` or
+    ``video`` field (a path, relative to the predictions file's folder or absolute; or a list of
+    paths) replays those files as the response's artifacts, e.g.
+    ``{"doc_id": "t2i000", "image": "outputs/t2i000.png"}``; the response text is optional then.
     """
 
     name = "replay"
-    capabilities = ANY_INPUT
+    capabilities = Capabilities(input_modalities=frozenset(MODALITIES), output_modalities=frozenset(MODALITIES))
     card = ArchitectureCard()
     allowed_args = frozenset({"predictions", "id_key", "response_key", "name"})
 
@@ -93,15 +100,36 @@ class ReplayModel(Model):
             raise ModelArgsError(f"replay: predictions file {self.path} does not exist")
         self.raw = self.path.read_bytes()
         self.by_task: dict[tuple[str | None, str], str] = {}
+        self.media: dict[tuple[str | None, str], list[tuple[str, Path]]] = {}
         for row, where in self._rows():
             id_key = args.get("id_key") or next((k for k in ID_KEYS if k in row), None)
             resp_key = args.get("response_key") or next((k for k in RESPONSE_KEYS if k in row), None)
             if id_key is None or id_key not in row:
                 raise ModelArgsError(f"{self.path}: {where}: no id field (looked for {args.get('id_key') or ID_KEYS})")
-            if resp_key is None or resp_key not in row:
-                raise ModelArgsError(f"{self.path}: {where}: no response field (looked for {args.get('response_key') or RESPONSE_KEYS})")
-            value = row[resp_key]
-            self.by_task[(row.get("task"), str(row[id_key]))] = value if isinstance(value, str) else json.dumps(value)
+            key = (row.get("task"), str(row[id_key]))
+            media = self._media_of(row, where)
+            if media:
+                self.media[key] = media
+            if (resp_key is None or resp_key not in row) and not media:
+                raise ModelArgsError(
+                    f"{self.path}: {where}: no response field (looked for {args.get('response_key') or RESPONSE_KEYS}) "
+                    f"and no media field ({', '.join(MEDIA_KEYS)})"
+                )
+            value = row.get(resp_key, "") if resp_key else ""
+            self.by_task[key] = value if isinstance(value, str) else json.dumps(value)
+
+    def _media_of(self, row: dict[str, Any], where: str) -> list[tuple[str, Path]]:
+        out = []
+        for modality in MEDIA_KEYS:
+            value = row.get(modality)
+            if value is None:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                if not isinstance(item, str) or not item:
+                    raise ModelArgsError(f"{self.path}: {where}: {modality} must be a file path or a list of paths, got {item!r}")
+                path = Path(item).expanduser()
+                out.append((modality, path if path.is_absolute() else self.path.parent / path))
+        return out
 
     def _rows(self) -> list[tuple[dict[str, Any], str]]:
         text = self.raw.decode("utf-8")
@@ -120,7 +148,12 @@ class ReplayModel(Model):
         return rows
 
     def fingerprint_extra(self) -> Any:
-        return hashlib.sha256(self.raw).hexdigest()
+        h = hashlib.sha256(self.raw)
+        for key in sorted(self.media, key=str):  # replayed media may change under the same predictions file
+            for modality, path in self.media[key]:
+                st = path.stat() if path.exists() else None
+                h.update(f"{modality}:{path}:{st.st_size if st else -1}:{st.st_mtime_ns if st else -1}".encode())
+        return h.hexdigest()
 
     def info(self) -> dict[str, Any]:
         return {"predictions": str(self.path), "sha256": self.fingerprint_extra(), "n_predictions": len(self.by_task)}
@@ -132,6 +165,12 @@ class ReplayModel(Model):
             text = self.by_task.get((task, doc_id), self.by_task.get((None, doc_id)))
             if text is None:
                 out.append(Response.failed(r.id, f"replay: no prediction for doc {doc_id!r} in {self.path}"))
-            else:
-                out.append(Response(id=r.id, text=text, finish_reason="stop"))
+                continue
+            media = self.media.get((task, doc_id), self.media.get((None, doc_id), []))
+            try:
+                arts = [Artifact.from_file(m, p) for m, p in media]  # type: ignore[arg-type]
+            except MediaError as exc:
+                out.append(Response.failed(r.id, f"replay: {exc}"))
+                continue
+            out.append(Response(id=r.id, text=text, artifacts=arts, finish_reason="stop"))
         return out
