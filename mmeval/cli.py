@@ -395,6 +395,11 @@ def data_prepare(
     _c.out.print(f"{out}/data.jsonl: {info['n']} documents ({info.get('missing', 0)} with missing media left out)")
 
 
+from mmeval.report.gate import register as register_gate  # noqa: E402  (the command lives with its logic)
+
+register_gate(app)
+
+
 def main() -> None:
     app()
 
