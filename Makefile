@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 TORCH := torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install sysdeps demo test lint bench clean
+.PHONY: install sysdeps browser demo test lint bench clean
 
 # torch goes in first and pinned: resolving a bare `torch` from other packages' requirements
 # would pull the multi-GB CUDA build. Everything else resolves against constraints.txt.
@@ -21,10 +21,14 @@ install: $(STAMP)
 sysdeps:
 	bash scripts/sysdeps.sh
 
+# Debian's chromium, for the leaderboard site's browser tests (Playwright drives it directly).
+browser:
+	bash scripts/install_browser.sh
+
 demo: install sysdeps
 	$(BIN)/mmeval demo --output results/demo
 
-test: install sysdeps
+test: install sysdeps browser
 	$(BIN)/python -m pytest -q
 
 lint: install
