@@ -26,7 +26,7 @@ browser:
 	bash scripts/install_browser.sh
 
 demo: install sysdeps
-	$(BIN)/mmeval demo --output results/demo
+	$(BIN)/mmeval demo --output results/demo --site site/demo
 
 test: install sysdeps browser
 	$(BIN)/python -m pytest -q
@@ -38,4 +38,4 @@ bench: install
 	$(BIN)/python benchmarks/overhead.py
 
 clean:
-	rm -rf $(VENV) results/demo .pytest_cache
+	rm -rf $(VENV) results/demo site/demo .pytest_cache

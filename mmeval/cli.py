@@ -15,6 +15,8 @@ from rich.table import Table
 from mmeval.engine.runner import ModalityMismatchError, RunConfig, StrictModeError, evaluate
 from mmeval.metrics.base import MetricArgsError
 from mmeval.models.base import ModelArgsError, UnknownModelError, model_registry, parse_model_args
+from mmeval.report.leaderboard import LeaderboardError, load_leaderboard
+from mmeval.report.leaderboard_cli import register as register_leaderboard
 from mmeval.report.store import RunStoreError, find_runs
 from mmeval.report.table import markdown_table, rich_table, scores_frame
 from mmeval.tasks.loading import DatasetError
@@ -52,6 +54,7 @@ USER_ERRORS = (
     ModalityMismatchError,
     RunStoreError,
     MetricArgsError,
+    LeaderboardError,
     FileNotFoundError,
 )
 EXIT_USER, EXIT_STRICT, EXIT_INTERRUPT = 2, 3, 130
@@ -297,14 +300,23 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 def show(
     runs: Annotated[list[Path], typer.Argument(help="Run directories, or a results folder holding several.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | markdown | csv | json")] = "table",
+    leaderboard: Annotated[Path | None, typer.Option("--leaderboard", "-l", help="Leaderboard YAML: print its table instead.")] = None,
 ) -> None:
-    """Print the scores of one or more runs."""
+    """Print the scores of one or more runs (or their leaderboard table, with --leaderboard)."""
     try:
         loaded = [r for p in runs for r in find_runs(p)]
     except RunStoreError as exc:
         _fail(str(exc))
     if not loaded:
         _fail(f"no runs found under {', '.join(map(str, runs))}")
+    if leaderboard is not None:
+        from mmeval.report.leaderboard_cli import print_leaderboard
+
+        try:
+            print_leaderboard(loaded, load_leaderboard(leaderboard), fmt)
+        except USER_ERRORS as exc:
+            _fail(str(exc))
+        return
     frame = scores_frame(loaded)
     if fmt == "table":
         _c.out.print(rich_table(frame))
@@ -323,6 +335,7 @@ def demo(
     output: OutputOpt = Path("results/demo"),
     batch_size: Annotated[int, typer.Option(min=1)] = 8,
     limit: LimitOpt = None,
+    site: Annotated[Path | None, typer.Option(help="Build the demo leaderboard site into this folder.")] = None,
 ) -> None:
     """Run tiny-llava and the baselines on the offline `demo` group, the tiny generators on the
     generation demo tasks, and print the table."""
@@ -348,10 +361,17 @@ def demo(
             _fail(str(exc))
     _c.out.print(rich_table(scores_frame(finished), title="mmeval demo"))
     _c.out.print(f"Runs written under {output}/. Inspect one with `mmeval show {output}`.")
+    if site is not None:
+        from mmeval.report.site import build_site
+
+        board = load_leaderboard(Path(__file__).resolve().parent.parent / "leaderboards" / "demo.yaml")
+        build_site(finished, board, site)
+        _c.out.print(f"Leaderboard site: {site / 'index.html'} (open it in a browser; it works from file://)")
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Prefetch and inspect task datasets.")
 app.add_typer(data_app, name="data")
+register_leaderboard(app)  # mmeval leaderboard build | show
 
 
 @data_app.command("pull")

@@ -20,5 +20,5 @@ else
   echo "chromium is missing. Install it as root with:"
   echo "  sudo bash -c '$cmd'"
   echo "(or point MMEVAL_CHROMIUM at a Chromium/Chrome binary). The browser tests skip without it."
-  exit 1
+  exit 0  # not an error: `make test` goes on, and tests/test_site.py skips its browser tests with this reason
 fi
