@@ -41,7 +41,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import expit, log_expit
 
 from mmeval.engine.store import RUN_FILE
-from mmeval.report.store import RunStoreError, iter_samples
+from mmeval.report.store import RunStoreError, iter_samples, model_label
 from mmeval.types import RunResult
 
 SCALE, BASE, CENTER = 400.0, 10.0, 1000.0
@@ -67,13 +67,6 @@ class Selection:
 
 
 # --------------------------------------------------------------------------- runs -> paired scores
-
-
-def model_label(run: RunResult) -> str:
-    """The model's display name: the same label as ``report.table.scores_frame``'s model column."""
-    model = run.manifest.get("model", {})
-    args = model.get("args") or {}
-    return model.get("name", "?") + (f" ({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})" if args else "")
 
 
 def _newest_key(run: RunResult) -> tuple[float, int, str]:

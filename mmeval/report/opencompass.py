@@ -37,6 +37,7 @@ import pandas as pd
 from rich.table import Table
 
 from mmeval.report.leaderboard import Benchmark, Leaderboard
+from mmeval.report.store import model_label
 from mmeval.types import RunResult
 
 COLUMN_TITLES = {
@@ -228,13 +229,6 @@ def format_card(column: str, value: Any) -> str:
     if column == "open_weights":
         return "open" if value else "closed"
     return str(value)
-
-
-def model_label(run: RunResult) -> str:
-    """The label ``mmeval show`` prints: adapter name plus its args."""
-    model = run.manifest.get("model", {})
-    args = model.get("args") or {}
-    return str(model.get("name", "?")) + (f" ({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})" if args else "")
 
 
 def run_time(run: RunResult) -> float:

@@ -47,3 +47,10 @@ def iter_samples(run: RunResult, task: str) -> Iterator[dict[str, Any]]:
         for line in fh:
             if line.strip():
                 yield json.loads(line)
+
+
+def model_label(run: RunResult) -> str:
+    """A run's model as tables, leaderboards and the arena name it: adapter name plus its args."""
+    model = run.manifest.get("model", {})
+    args = model.get("args") or {}
+    return str(model.get("name", "?")) + (f" ({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})" if args else "")

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import pandas as pd
 from rich.table import Table
 
+from mmeval.report.store import model_label
 from mmeval.types import RunResult
 
 COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "failed", "extraction", "cached", "run"]
@@ -15,9 +16,7 @@ COLUMNS = ["model", "task", "metric", "value", "ci_low", "ci_high", "n", "failed
 def scores_frame(runs: Iterable[RunResult]) -> pd.DataFrame:
     rows = []
     for run in runs:
-        model = run.manifest.get("model", {}).get("name", "?")
-        args = run.manifest.get("model", {}).get("args") or {}
-        label = model + (f" ({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})" if args else "")
+        label = model_label(run)
         for task, res in run.tasks.items():
             for m in res.metrics:
                 rows.append(
