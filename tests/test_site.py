@@ -159,6 +159,19 @@ def test_cli_show_and_build(runs_root: Path, tmp_path: Path) -> None:
     assert {m["model"] for m in doc["models"]} == {"constant (answer=2)", "random-choice (seed=0)"}  # the models with demo_mcq
     res = cli.invoke(app, ["leaderboard", "show", str(runs_root), "--config", str(DEMO_BOARD), "--format", "csv"])
     assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("Rank,Model,Params")
+    # the arena in the terminal's exports equals the one the site embeds
+    res = cli.invoke(app, ["leaderboard", "show", str(runs_root), "--config", str(DEMO_BOARD), "--format", "json", "--arena"])
+    assert res.exit_code == 0, res.output
+    from mmeval.report.site import arena_data
+
+    runs = find_runs(runs_root)
+    board = load_leaderboard(DEMO_BOARD)
+    expected, _ = arena_data(runs, board, build_table(runs, board))
+    assert expected is not None
+    got = json.loads(res.stdout)["arena"]
+    assert len(got["models"]) >= 2
+    assert [r["model"] for r in got["models"]] == [r["model"] for r in expected["models"]]
+    assert [r["rating"] for r in got["models"]] == pytest.approx([r["rating"] for r in expected["models"]])
     res = cli.invoke(app, ["leaderboard", "build", str(runs_root), "--config", str(DEMO_BOARD), "--out", str(tmp_path / "s")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "s" / "index.html").exists()

@@ -60,9 +60,15 @@ def selected_labels(board: Leaderboard, groups: str | None) -> list[str] | None:
 
 
 def print_leaderboard(
-    runs: Sequence[RunResult], board: Leaderboard, fmt: str = "table", groups: str | None = None, architecture: bool = False
+    runs: Sequence[RunResult],
+    board: Leaderboard,
+    fmt: str = "table",
+    groups: str | None = None,
+    architecture: bool = False,
+    arena: bool = False,
 ) -> None:
-    """Print the board's table (and optionally the architecture view) in ``fmt``; warnings go to stderr."""
+    """Print the board's table (and optionally the architecture view and the arena) in ``fmt``;
+    warnings go to stderr."""
     from mmeval.report.architecture import architecture_view
     from mmeval.report.opencompass import build_table
 
@@ -73,20 +79,35 @@ def print_leaderboard(
     for w in table.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     view = architecture_view(table) if architecture else None
+    ratings = None
+    if arena:
+        from mmeval.report.site import arena_result
+
+        ratings, notes = arena_result(runs, board, table)
+        for w in notes:
+            err.print(f"[yellow]arena:[/] {w}", highlight=False)
     if fmt == "table":
         _console().print(table.rich())
         if view:
             _console().print(view.to_markdown(), highlight=False)
+        if ratings is not None:
+            _console().print(ratings.to_markdown(), highlight=False)
     elif fmt == "markdown":
         print(table.to_markdown())
         if view:
             print("\n" + view.to_markdown())
+        if ratings is not None:
+            print("\n" + ratings.to_markdown())
     elif fmt == "csv":
         print(table.to_csv(), end="")
+        if ratings is not None:
+            print("\n" + str(ratings.to_csv()), end="")
     else:
         doc = table.to_dict()
         if view:
             doc["architecture"] = view.to_dict()
+        if ratings is not None:
+            doc["arena"] = ratings.to_dict()
         print(json.dumps(doc, indent=2, default=str))
 
 
@@ -97,10 +118,13 @@ def show(
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | markdown | csv | json")] = "table",
     groups: Annotated[str | None, typer.Option(help="Only these benchmark groups (comma-separated); average and ranks follow.")] = None,
     architecture: Annotated[bool, typer.Option("--architecture", help="Also print scores by architecture component.")] = False,
+    arena: Annotated[
+        bool, typer.Option("--arena", help="Also print the arena (Bradley-Terry) ratings of the board's arena benchmarks.")
+    ] = False,
 ) -> None:
     """Print the leaderboard table of some runs."""
     loaded, board = load_inputs(runs, config)
-    print_leaderboard(loaded, board, fmt, groups, architecture)
+    print_leaderboard(loaded, board, fmt, groups, architecture, arena)
 
 
 @leaderboard_app.command("build")

@@ -88,6 +88,16 @@ def _sanitize(value: Any) -> Any:
 
 
 def arena_data(runs: Sequence[RunResult], board: Leaderboard, table: LeaderboardTable) -> tuple[dict[str, Any] | None, list[str]]:
+    """The arena section's data (see :func:`arena_result`), JSON-ready."""
+    result, notes = arena_result(runs, board, table)
+    if result is None:
+        return None, notes
+    data = result.to_dict()
+    data["benchmarks"] = list(board.arena.benchmarks)  # type: ignore[union-attr]
+    return _sanitize(data), notes
+
+
+def arena_result(runs: Sequence[RunResult], board: Leaderboard, table: LeaderboardTable) -> tuple[Any, list[str]]:
     """Bradley-Terry ratings for the board's arena benchmarks, or None (and why) without them.
 
     Battles follow the table's merge rule: for each benchmark, a model's battles come from the
@@ -122,9 +132,7 @@ def arena_data(runs: Sequence[RunResult], board: Leaderboard, table: Leaderboard
         )
     except arena.ArenaError as exc:
         return None, [*notes, f"arena: {exc}"]
-    data = result.to_dict()
-    data["benchmarks"] = list(board.arena.benchmarks)
-    return _sanitize(data), list(result.warnings)
+    return result, list(result.warnings)
 
 
 # --------------------------------------------------------------------------- per-run pages
