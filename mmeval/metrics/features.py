@@ -117,6 +117,32 @@ def media_part(modality: Modality, src: MediaSource) -> MediaPart:
     return MediaPart(modality, path=str(src))
 
 
+def weights_fingerprint(path: Path) -> str:
+    """Cheap identity of a large weights file for cache keys: its size and its first and last MiB
+    (hashing a whole multi-hundred-MB checkpoint whenever a metric is built would be slow)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), 2)
+            h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_fingerprint(folder: Path, configs: Sequence[str], weights: Sequence[str]) -> str:
+    """Identity of a local checkpoint folder: the bytes of its config files and the fingerprints
+    of its weight files (those present, in the order given)."""
+    h = hashlib.sha256()
+    for name in configs:
+        if (folder / name).is_file():
+            h.update((folder / name).read_bytes())
+    for name in weights:
+        if (folder / name).is_file():
+            h.update(f"{name}:{weights_fingerprint(folder / name)}".encode())
+    return h.hexdigest()[:16]
+
+
 def source_hash(modality: Modality, src: MediaSource) -> str:
     return media_part(modality, src).sha256()
 

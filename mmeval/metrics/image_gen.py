@@ -175,9 +175,10 @@ class DistributionMetric(Metric):
         return generated_features(self.extractor, gen), ref_feats
 
 
-class FID(DistributionMetric):
-    name: ClassVar[str] = "fid"
-    run_args: ClassVar[frozenset[str]] = IMAGE_EXTRACTOR_RUN_ARGS
+class FrechetMetric(DistributionMetric):
+    """Base of FID and FVD: the Fréchet distance of the two feature sets, with its bootstrap CI
+    over the generated set (``bootstrap`` resamples, default 100; 0 disables)."""
+
     own_args: ClassVar[frozenset[str]] = frozenset({"extractor", "bootstrap"})
 
     def __init__(self, **kwargs: Any) -> None:
@@ -194,6 +195,11 @@ class FID(DistributionMetric):
     ) -> dict[str, CorpusScore]:
         gen, ref = self.feature_sets(parsed, targets, ctxs, all_targets)
         return {self.key: frechet_score(gen, ref, self.bootstrap, seed)}
+
+
+class FID(FrechetMetric):
+    name: ClassVar[str] = "fid"
+    run_args: ClassVar[frozenset[str]] = IMAGE_EXTRACTOR_RUN_ARGS
 
 
 def frechet_score(gen: np.ndarray, ref: np.ndarray, n_boot: int, seed: int) -> CorpusScore:

@@ -18,15 +18,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
-from mmeval.metrics.base import CorpusScore, ParseContext
 from mmeval.metrics.extractors.i3d import DEFAULT_FRAMES
 from mmeval.metrics.features import media_part
-from mmeval.metrics.image_gen import ClipMetric, DistributionMetric, _int_arg, frechet_score
+from mmeval.metrics.image_gen import ClipMetric, FrechetMetric, _int_arg
 
 
 class CLIPSIM(ClipMetric):
@@ -56,27 +54,14 @@ class CLIPSIM(ClipMetric):
         return [self.scale * float(s / c) for s, c in zip(sums, counts, strict=True)]
 
 
-class FVD(DistributionMetric):
+class FVD(FrechetMetric):
     name: ClassVar[str] = "fvd"
     modality: ClassVar[str] = "video"
     default_extractor: ClassVar[str] = "i3d"
     run_args: ClassVar[frozenset[str]] = frozenset({"i3d_torchscript", "device", "feature_batch_size"})
-    own_args: ClassVar[frozenset[str]] = frozenset({"extractor", "bootstrap"})
     extra_extractor_args: ClassVar[frozenset[str]] = frozenset({"frames", "frame_sampling"})
 
     def __init__(self, **kwargs: Any) -> None:
         if "frames" in kwargs:
             _int_arg(self.name, "frames", kwargs["frames"], 1)
         super().__init__(**kwargs)
-        self.bootstrap = _int_arg(self.name, "bootstrap", kwargs.get("bootstrap", 100), 0)
-
-    def corpus_score(
-        self,
-        parsed: Sequence[Any],
-        targets: Sequence[Any],
-        ctxs: Sequence[ParseContext],
-        seed: int = 0,
-        all_targets: Sequence[Any] | None = None,
-    ) -> dict[str, CorpusScore]:
-        gen, ref = self.feature_sets(parsed, targets, ctxs, all_targets)
-        return {self.key: frechet_score(gen, ref, self.bootstrap, seed)}

@@ -22,7 +22,6 @@ Determinism, which transformers' feature extractor does not give by itself:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,8 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmeval.metrics.extractors.vggish import weights_fingerprint
-from mmeval.metrics.features import ExtractorWeightsError, FeatureExtractor, MediaSource, media_part
+from mmeval.metrics.features import ExtractorWeightsError, FeatureExtractor, MediaSource, checkpoint_fingerprint, media_part
 
 DEFAULT_CLAP_MODEL = "laion/clap-htsat-unfused"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
@@ -74,15 +72,8 @@ class ClapEmbedder:
         """Names the weights and preprocessing (the reference-feature cache key)."""
         if config is None:
             return f"clap:{self.source}@{self.revision or 'main'}"
-        h = hashlib.sha256(config.read_bytes())
-        folder = config.parent
-        for name in ("preprocessor_config.json", "processor_config.json"):
-            if (folder / name).is_file():
-                h.update((folder / name).read_bytes())
-        for name in _WEIGHT_FILES:
-            if (folder / name).is_file():
-                h.update(f"{name}:{weights_fingerprint((folder / name).resolve())}".encode())
-        return f"clap-{h.hexdigest()[:16]}"
+        configs = (config.name, "preprocessor_config.json", "processor_config.json")
+        return f"clap-{checkpoint_fingerprint(config.parent, configs, _WEIGHT_FILES)}"
 
     def _load(self) -> None:
         if self._model is not None:

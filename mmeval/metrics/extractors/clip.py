@@ -20,31 +20,24 @@ fails there with an ``ExtractorWeightsError`` naming ``clip_model``. The default
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from mmeval.metrics.features import ExtractorError, ExtractorWeightsError, FeatureExtractor, MediaSource, media_part
+from mmeval.metrics.features import (
+    ExtractorError,
+    ExtractorWeightsError,
+    FeatureExtractor,
+    MediaSource,
+    checkpoint_fingerprint,
+    media_part,
+)
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 DEFAULT_BATCH_SIZE = 32
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-
-
-def file_fingerprint(path: Path) -> str:
-    """Cheap identity of a large weights file: its size and its first and last MiB (hashing a
-    600 MB checkpoint whenever a metric is built would be slow)."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), 2)
-            h.update(fh.read())
-    return h.hexdigest()[:16]
 
 
 def _looks_local(name: str) -> bool:
@@ -99,14 +92,7 @@ class ClipEmbedder:
         hub checkpoint, its id and revision."""
         if not self.is_local:
             return f"{self.clip_model}@{self.clip_revision or 'main'}"
-        h = hashlib.sha256()
-        for name in ("config.json", "preprocessor_config.json"):
-            if (self.local / name).is_file():
-                h.update((self.local / name).read_bytes())
-        for name in WEIGHT_FILES:
-            if (self.local / name).is_file():
-                h.update(f"{name}:{file_fingerprint(self.local / name)}".encode())
-        return f"local-{h.hexdigest()[:16]}"
+        return f"local-{checkpoint_fingerprint(self.local, ('config.json', 'preprocessor_config.json'), WEIGHT_FILES)}"
 
     def _load(self) -> tuple[Any, Any, Any]:
         if self._loaded is None:

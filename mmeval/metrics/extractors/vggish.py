@@ -42,7 +42,6 @@ Other embeddings (PANNs CNN14, EnCodec, OpenL3, ...) plug in without changes her
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,7 +49,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmeval.metrics.features import ExtractorError, ExtractorWeightsError, FeatureExtractor, MediaSource, media_part
+from mmeval.metrics.features import ExtractorError, ExtractorWeightsError, FeatureExtractor, MediaSource, media_part, weights_fingerprint
 
 SAMPLE_RATE = 16_000
 WINDOW = 400  # 25 ms
@@ -160,19 +159,6 @@ def expected_layout() -> dict[str, tuple[int, ...]]:
 
     with torch.device("meta"):  # shapes only: no 290 MB random init
         return {k: tuple(v.shape) for k, v in build_network().state_dict().items()}
-
-
-def weights_fingerprint(path: Path) -> str:
-    """Cheap identity of a weights file for cache keys: its size and its first and last MiB
-    (hashing a whole multi-hundred-MB checkpoint at every start would be slow)."""
-    size = path.stat().st_size
-    h = hashlib.sha256(str(size).encode())
-    with path.open("rb") as fh:
-        h.update(fh.read(1 << 20))
-        if size > 2 << 20:
-            fh.seek(-(1 << 20), 2)
-            h.update(fh.read())
-    return h.hexdigest()[:16]
 
 
 class VGGish(FeatureExtractor):
