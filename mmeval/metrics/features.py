@@ -156,10 +156,14 @@ def _refstats_dir() -> Path:
     return default_cache_root() / "refstats"
 
 
-def reference_key(extractor: FeatureExtractor, refs: Sequence[MediaSource], kind: str = "features") -> str:
-    hashes = sorted(source_hash(extractor.modality, r) for r in refs)
+def reference_key(
+    extractor: FeatureExtractor, refs: Sequence[MediaSource], kind: str = "features", hashes: Sequence[str] | None = None
+) -> str:
+    """Cache key of a reference set; ``hashes``: the references' sha256s when already computed."""
+    if hashes is None:
+        hashes = [source_hash(extractor.modality, r) for r in refs]
     h = hashlib.sha256(f"{kind}\n{extractor.id}\n".encode())
-    for x in hashes:
+    for x in sorted(hashes):
         h.update(x.encode())
     return h.hexdigest()
 
@@ -170,14 +174,15 @@ def reference_features(extractor: FeatureExtractor, refs: Sequence[MediaSource],
     Returns (array, from_cache). Rows follow the sorted sha256 order of the references, so the
     same set in another order hits the same entry. A corrupt reference is a MediaError: the
     reference set defines the target distribution and must be complete."""
-    key = reference_key(extractor, refs, kind)
+    hashes = [source_hash(extractor.modality, r) for r in refs]  # once: bytes references are hashed in full
+    key = reference_key(extractor, refs, kind, hashes)
     path = _refstats_dir() / f"{key}.npy"
     if path.is_file():
         try:
             return np.load(path), True
         except (OSError, ValueError):
             path.unlink(missing_ok=True)  # a torn or corrupt entry: recompute it
-    order = sorted(range(len(refs)), key=lambda i: source_hash(extractor.modality, refs[i]))
+    order = sorted(range(len(refs)), key=hashes.__getitem__)
     items = [refs[i] for i in order]
     feats = extractor.logits(items) if kind == "logits" else extractor.features(items)
     feats = np.asarray(feats, dtype=np.float64)
