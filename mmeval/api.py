@@ -38,7 +38,9 @@ def evaluate(
         model=model,
         tasks=names,
         model_args=args,
-        metric_args=parse_model_args(metric_args) if isinstance(metric_args, str) or metric_args is None else dict(metric_args),
+        metric_args=parse_model_args(metric_args, "metric_args", "inception_weights=PATH")
+        if isinstance(metric_args, str) or metric_args is None
+        else dict(metric_args),
         batch_size=batch_size,
         limit=limit,
         seed=seed,

@@ -75,6 +75,10 @@ def _limit(value: float | None) -> int | float | None:
     return value if value < 1 else int(value)
 
 
+def parse_metric_args(text: str) -> dict[str, str]:
+    return parse_model_args(text, "--metric-args", "inception_weights=PATH,device=cuda")
+
+
 def _config(command: str | None = None, **fields: Any) -> RunConfig:
     """A RunConfig with what every CLI command records: its command line and a stderr logger."""
     return RunConfig(
@@ -144,9 +148,9 @@ def run(
     """Evaluate a model on tasks and write results/<run-id>/."""
     try:
         args = parse_model_args(model_args)
-        margs = parse_model_args(metric_args)
+        margs = parse_metric_args(metric_args)
     except ModelArgsError as exc:
-        _fail(str(exc).replace("--model-args", "--model-args/--metric-args"))
+        _fail(str(exc))
     cfg = _config(
         model=model,
         tasks=tasks.split(","),
@@ -188,9 +192,9 @@ def score(
         if value:
             args[key] = value
     try:
-        margs = parse_model_args(metric_args)
+        margs = parse_metric_args(metric_args)
     except ModelArgsError as exc:
-        _fail(str(exc).replace("--model-args", "--metric-args"))
+        _fail(str(exc))
     cfg = _config(
         model="replay",
         tasks=tasks.split(","),

@@ -258,9 +258,7 @@ def _run_task(
     scorer = Scorer(spec, cfg.seed, root=writer.dir, metric_args=cfg.metric_args)
     result, records = scorer.score(data.doc_ids, data.docs, responses, phashes)  # type: ignore[arg-type]
     # The settings each metric ran with, defaults resolved (extractor, CLIP model, bootstrap...).
-    writer.manifest["tasks"][spec.task]["metric_config"] = [
-        {"name": m.name, **redact_args({k: v for k, v in m.kwargs.items()})} for m in scorer.metrics
-    ]
+    writer.manifest["tasks"][spec.task]["metric_config"] = [{"name": m.name, **redact_args(m.kwargs)} for m in scorer.metrics]
     t_score = time.perf_counter()
     result.timings = {
         "load_s": t_load - t0,

@@ -69,8 +69,9 @@ class ArchitectureCard:
         return asdict(self)
 
 
-def parse_model_args(text: str | None) -> dict[str, str]:
-    """Parse lm-eval style ``k=v,k2=v2``. Values may contain '=' but not ','."""
+def parse_model_args(text: str | None, option: str = "--model-args", example: str = "pretrained=DIR,dtype=float32") -> dict[str, str]:
+    """Parse lm-eval style ``k=v,k2=v2``. Values may contain '=' but not ','. ``option`` and
+    ``example`` name the flag in error messages (``--metric-args`` uses the same syntax)."""
     out: dict[str, str] = {}
     if not text:
         return out
@@ -79,7 +80,7 @@ def parse_model_args(text: str | None) -> dict[str, str]:
         if not item:
             continue
         if "=" not in item:
-            raise ModelArgsError(f"--model-args item {item!r} is not key=value (expected e.g. 'pretrained=DIR,dtype=float32')")
+            raise ModelArgsError(f"{option} item {item!r} is not key=value (expected e.g. '{example}')")
         k, v = item.split("=", 1)
         out[k.strip()] = v.strip()
     return out
