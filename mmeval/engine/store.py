@@ -14,11 +14,11 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mmeval.types import SampleRecord, TaskResult
+from mmeval.types import Response, SampleRecord, TaskResult
 
 SCHEMA_VERSION = 1
 RUN_FILE = "run.json"
@@ -118,6 +118,10 @@ class RunWriter:
 
     def write_task(self, result: TaskResult, samples: list[SampleRecord]) -> None:
         write_jsonl(self.samples_path(result.task), (s.to_dict() for s in samples))
+        self.record_task(result)
+
+    def record_task(self, result: TaskResult) -> None:
+        """The task's result into run.json (its samples file is already in place)."""
         self.tasks[result.task] = result.to_dict()
         self.flush()
 
@@ -131,3 +135,86 @@ class RunWriter:
         doc["schema_version"] = SCHEMA_VERSION
         doc["results"] = self.tasks
         atomic_write_json(self.dir / RUN_FILE, doc)
+
+
+class SampleSink:
+    """samples/<task>.jsonl written as samples finish, so memory does not hold a task's records.
+
+    Lines go to a hidden ``.<task>.jsonl.partial`` beside the final file, flushed after every
+    chunk; ``close`` fsyncs it and renames it over the final name, so a reader never sees a
+    half-written samples file and a killed attempt leaves only the partial file, which the
+    next attempt truncates (its samples come back from the response cache, never twice).
+    Per-sample values of corpus metrics, known only at the end, are merged in by one more
+    streaming pass over the partial file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.partial = path.with_name(f".{path.name}.partial")
+        self._fh = self.partial.open("w", encoding="utf-8")
+
+    def write(self, records: Iterable[SampleRecord]) -> None:
+        self._fh.writelines(json.dumps(r.to_dict(), ensure_ascii=False, default=_json_default) + "\n" for r in records)
+        self._fh.flush()
+
+    def close(self, corpus_scores: list[dict[str, float]] | None = None) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        if corpus_scores:
+            self._merge_scores(corpus_scores)
+        else:
+            os.replace(self.partial, self.path)
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def _merge_scores(self, corpus_scores: list[dict[str, float]]) -> None:
+        """``corpus_scores``: one dict per sample without an error, in file order."""
+        scores = iter(corpus_scores)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out, self.partial.open(encoding="utf-8") as src:
+                for line in src:
+                    row = json.loads(line)
+                    if row.get("error") is None:
+                        row["scores"].update(next(scores))
+                    out.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self.partial.unlink()
+
+
+class RankShard:
+    """One data-parallel rank's responses for one task: ``samples/.shards/<task>/rank-R-of-W.jsonl``,
+    a line per document of its share (document index, prompt hash, response), in document order.
+    Rank 0 merges the W shards after a barrier. The world size is in the name, so shards of an
+    interrupted run with another number of ranks are never mistaken for this run's."""
+
+    def __init__(self, run_dir: Path, task: str, rank: int, world_size: int) -> None:
+        self.dir = run_dir / "samples" / ".shards" / samples_file_name(task).removesuffix(".jsonl")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / f"rank-{rank}-of-{world_size}.jsonl"
+        self._fh = self.path.open("w", encoding="utf-8")
+
+    def write(self, rows: Iterable[tuple[int, str | None, Response]]) -> None:
+        for i, phash, resp in rows:
+            row = {"i": i, "prompt_hash": phash, "cached": resp.cached, "response": resp.to_dict()}
+            self._fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+    @staticmethod
+    def read(path: Path) -> Iterator[tuple[int, str | None, Response]]:
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                row = json.loads(line)
+                yield row["i"], row["prompt_hash"], Response.from_dict(row["response"], cached=row["cached"])

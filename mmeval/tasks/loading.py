@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,39 +37,100 @@ class LoadedDataset:
     total: int = 0  # size before --limit
 
 
-def load_docs(spec: TaskSpec, limit: int | float | None = None, cache_root: Path | None = None) -> LoadedDataset:
+Row = dict[str, Any]
+
+
+@dataclass
+class DocStream:
+    """A task's documents, read lazily: iterating yields ``(index, doc_id, doc)`` for the first
+    ``len(self)`` documents in dataset order, reading the file again each time, so memory does
+    not grow with the dataset. Opening it makes one pass to count the documents, check the
+    columns and the uniqueness of the ids (so a bad dataset fails before any generation); only
+    the ids are kept. A ``.json`` list is the one format held in memory (it cannot be streamed)."""
+
+    spec: TaskSpec
+    rows: Callable[[], Iterator[Row]]  # every row after dataset.filter, in order; restartable
+    doc_ids: list[str]
+    fingerprint: str
+    info: dict[str, Any]
+    total: int  # size before --limit
+    media_root: Path | None
+    media_columns: frozenset[str]
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def __iter__(self) -> Iterator[tuple[int, str, Row]]:
+        for i, row in zip(range(len(self.doc_ids)), self.rows(), strict=False):
+            for col in self.media_columns:
+                row[col] = _media_value(row.get(col), self.media_root)
+            yield i, self.doc_ids[i], row
+
+    def chunks(self, size: int, select: Callable[[int], bool] | None = None) -> Iterator[list[tuple[int, str, Row]]]:
+        """Lists of up to ``size`` documents (those whose index ``select`` keeps: a rank's share)."""
+        chunk: list[tuple[int, str, Row]] = []
+        for item in self:
+            if select is None or select(item[0]):
+                chunk.append(item)
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+        if chunk:
+            yield chunk
+
+
+def open_docs(spec: TaskSpec, limit: int | float | None = None, cache_root: Path | None = None) -> DocStream:
     ds = spec.dataset
     if ds.fixture:
         from mmeval.tasks.fixtures import fixture_dir
 
-        root = fixture_dir(ds.fixture, cache_root)
-        docs, fingerprint, source = _load_local(root, spec)
-        info = {"fixture": ds.fixture, "path": str(root)}
+        root: Path | None = fixture_dir(ds.fixture, cache_root)
+        rows, fingerprint, _source = _local_rows(root, spec)  # type: ignore[arg-type]
+        info: dict[str, Any] = {"fixture": ds.fixture, "path": str(root)}
     elif ds.is_hub:
-        docs, fingerprint, info = _load_hub(spec)
+        rows, fingerprint, info = _hub_rows(spec)
         root = None
     else:
         root = _resolve_local(ds.path or "", spec)
-        docs, fingerprint, source = _load_local(root, spec)
+        rows, fingerprint, source = _local_rows(root, spec)
         info = {"path": str(source)}
     info.update({"split": ds.split, "revision": ds.revision, "fingerprint": fingerprint})
     if ds.filter:
-        docs = _apply_filter(docs, ds.filter, spec)
+        rows = _filtered(rows, ds.filter, spec)
         info["filter"] = ds.filter
-    total = len(docs)
+    # One pass: count, check the columns on the first row, collect the ids (only they are kept).
+    first: Row | None = None
+    ids: list[str] = []
+    for i, row in enumerate(rows()):
+        if first is None:
+            first = row
+            check_columns(spec, [first])
+        ids.append(str(row[spec.doc_id]) if spec.doc_id else str(i))
+    total = len(ids)
+    n = total
     if limit is not None:
-        n = int(limit * total) if isinstance(limit, float) and limit < 1 else int(limit)
-        docs = docs[:n]
-    check_columns(spec, docs)
-    media_root = _media_root(spec, root)
+        n = min(total, int(limit * total) if isinstance(limit, float) and limit < 1 else int(limit))
+    del ids[n:]
     media_columns = {p.value for parts in (spec.prompt, *spec.prompts.values()) for p in parts if p.kind != "text"}
     if spec.output_modality != "text" and "{{" not in spec.target:
         media_columns.add(spec.target)  # a generation task's references are media too (FID's real images)
-    for doc in docs:
-        for col in media_columns:
-            doc[col] = _media_value(doc.get(col), media_root)
-    doc_ids = _doc_ids(spec, docs)
-    return LoadedDataset(docs=docs, doc_ids=doc_ids, fingerprint=fingerprint, info=info, total=total)
+    return DocStream(
+        spec=spec,
+        rows=rows,
+        doc_ids=_unique(spec, ids),
+        fingerprint=fingerprint,
+        info=info,
+        total=total,
+        media_root=_media_root(spec, root),
+        media_columns=frozenset(media_columns),
+    )
+
+
+def load_docs(spec: TaskSpec, limit: int | float | None = None, cache_root: Path | None = None) -> LoadedDataset:
+    """Every document in memory (for inspection and small datasets; the runner streams)."""
+    stream = open_docs(spec, limit, cache_root)
+    docs = [doc for _, _, doc in stream]
+    return LoadedDataset(docs=docs, doc_ids=list(stream.doc_ids), fingerprint=stream.fingerprint, info=stream.info, total=stream.total)
 
 
 def _media_root(spec: TaskSpec, data_root: Path | None) -> Path | None:
@@ -100,35 +161,49 @@ def _data_file(root: Path) -> Path:
     raise DatasetError(f"dataset folder {root} has none of {', '.join(DATA_FILE_NAMES)}")
 
 
-def _load_local(root: Path, spec: TaskSpec) -> tuple[list[dict[str, Any]], str, Path]:
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
+
+
+def _local_rows(root: Path, spec: TaskSpec) -> tuple[Callable[[], Iterator[Row]], str, Path]:
     path = _data_file(root)
-    raw = path.read_bytes()
-    fingerprint = "sha256:" + hashlib.sha256(raw).hexdigest()
+    fingerprint = _file_sha256(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        docs = list(_read_jsonl(raw, path))
-    elif suffix == ".json":
-        data = _parse_json(raw, path)
+        return (lambda: _read_jsonl(path)), fingerprint, path
+    if suffix == ".json":
+        data = _parse_json(path.read_bytes(), path)
         if not isinstance(data, list):
             raise DatasetError(f"{path}: a .json dataset must be a list of objects")
-        docs = data
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
+        return (lambda: (dict(d) for d in data)), fingerprint, path
+    if suffix == ".parquet":
+        return (lambda: _read_parquet(path)), fingerprint, path
+    if suffix == ".csv":
+        return (lambda: _read_csv(path)), fingerprint, path
+    raise DatasetError(f"{path}: unsupported dataset file type {suffix!r} (use jsonl, json, parquet or csv)")
 
-        docs = pq.read_table(path).to_pylist()
-    elif suffix == ".csv":
-        import pandas as pd
 
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        docs = frame.to_dict(orient="records")
-        for doc in docs:  # list-valued columns (answers, options) are written as JSON in CSV
-            for key, value in doc.items():
+def _read_parquet(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+        yield from batch.to_pylist()
+
+
+def _read_csv(path: Path) -> Iterator[Row]:
+    import pandas as pd
+
+    for frame in pd.read_csv(path, dtype=str, keep_default_na=False, chunksize=4096):
+        for doc in frame.to_dict(orient="records"):
+            for key, value in doc.items():  # list-valued columns (answers, options) are written as JSON in CSV
                 if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
                     with contextlib.suppress(json.JSONDecodeError):
                         doc[key] = json.loads(value)
-    else:
-        raise DatasetError(f"{path}: unsupported dataset file type {suffix!r} (use jsonl, json, parquet or csv)")
-    return docs, fingerprint, path
+            yield doc
 
 
 def _parse_json(raw: bytes, path: Path, lineno: int | None = None) -> Any:
@@ -139,17 +214,18 @@ def _parse_json(raw: bytes, path: Path, lineno: int | None = None) -> Any:
         raise DatasetError(f"{path}: line {lineno or exc.lineno}: invalid JSON: {exc.msg}") from exc
 
 
-def _read_jsonl(raw: bytes, path: Path) -> Iterator[dict[str, Any]]:
-    for lineno, line in enumerate(raw.splitlines(), 1):
-        if not line.strip():
-            continue
-        obj = _parse_json(line, path, lineno)
-        if not isinstance(obj, dict):
-            raise DatasetError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
-        yield obj
+def _read_jsonl(path: Path) -> Iterator[Row]:
+    with path.open("rb") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            obj = _parse_json(line, path, lineno)
+            if not isinstance(obj, dict):
+                raise DatasetError(f"{path}: line {lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield obj
 
 
-def _load_hub(spec: TaskSpec) -> tuple[list[dict[str, Any]], str, dict[str, Any]]:
+def _hub_rows(spec: TaskSpec) -> tuple[Callable[[], Iterator[Row]], str, dict[str, Any]]:
     import datasets
 
     ds = spec.dataset
@@ -167,7 +243,8 @@ def _load_hub(spec: TaskSpec) -> tuple[list[dict[str, Any]], str, dict[str, Any]
         elif part.kind == "audio" and part.value in data.column_names:
             data = data.cast_column(part.value, datasets.Audio(decode=False))
     info = {"path": ds.path, "name": ds.name, "datasets_version": datasets.__version__}
-    return list(data), f"hf:{data._fingerprint}", info
+    # Arrow-backed and memory-mapped: iterating reads rows on demand.
+    return (lambda: iter(data)), f"hf:{data._fingerprint}", info
 
 
 def template_columns(spec: TaskSpec) -> set[str]:
@@ -214,17 +291,23 @@ def check_columns(spec: TaskSpec, docs: list[dict[str, Any]]) -> None:
             )
 
 
-def _apply_filter(docs: list[dict[str, Any]], where: dict[str, Any], spec: TaskSpec) -> list[dict[str, Any]]:
+def _filtered(rows: Callable[[], Iterator[Row]], where: dict[str, Any], spec: TaskSpec) -> Callable[[], Iterator[Row]]:
     """Keep the rows whose columns equal the given values (a list value: any of them)."""
-    if docs:
-        missing = sorted(set(where) - set(docs[0]))
-        if missing:
-            raise DatasetError(
-                f"task {spec.task} ({spec.source}): dataset.filter column(s) {missing} not in the dataset; "
-                f"columns present: {', '.join(sorted(docs[0]))}"
-            )
     wanted = {k: set(v) if isinstance(v, list) else {v} for k, v in where.items()}
-    return [d for d in docs if all(d.get(k) in vals for k, vals in wanted.items())]
+
+    def kept() -> Iterator[Row]:
+        for i, row in enumerate(rows()):
+            if i == 0:
+                missing = sorted(set(where) - set(row))
+                if missing:
+                    raise DatasetError(
+                        f"task {spec.task} ({spec.source}): dataset.filter column(s) {missing} not in the dataset; "
+                        f"columns present: {', '.join(sorted(row))}"
+                    )
+            if all(row.get(k) in vals for k, vals in wanted.items()):
+                yield row
+
+    return kept
 
 
 def _media_value(value: Any, root: Path | None) -> Any:
@@ -262,10 +345,7 @@ def _root_str(root: Path) -> str:
     return str(root.resolve())
 
 
-def _doc_ids(spec: TaskSpec, docs: list[dict[str, Any]]) -> list[str]:
-    if not spec.doc_id:
-        return [str(i) for i in range(len(docs))]
-    ids = [str(doc[spec.doc_id]) for doc in docs]
+def _unique(spec: TaskSpec, ids: list[str]) -> list[str]:
     seen: set[str] = set()
     for i, doc_id in enumerate(ids):
         if doc_id in seen:
