@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mmeval.engine.runner import ModalityMismatchError, RunConfig, StrictModeError, evaluate
+from mmeval.engine.store import RunLockedError
 from mmeval.metrics.base import MetricArgsError
 from mmeval.models.base import ModelArgsError, UnknownModelError, model_registry, parse_model_args
 from mmeval.report.leaderboard import LeaderboardError, load_leaderboard
@@ -56,6 +57,7 @@ USER_ERRORS = (
     MetricArgsError,
     LeaderboardError,
     FileNotFoundError,
+    RunLockedError,
 )
 EXIT_USER, EXIT_STRICT, EXIT_INTERRUPT = 2, 3, 130
 
@@ -102,6 +104,8 @@ def _execute(cfg: RunConfig, as_json: bool) -> RunResult:
 
 
 def _report(run: RunResult, as_json: bool) -> None:
+    if run.manifest.get("rank", 0):  # a data-parallel worker rank: rank 0 reports the merged run
+        return
     if as_json:
         print(
             json.dumps({"run_id": run.run_id, "path": str(run.path), "results": {k: v.to_dict() for k, v in run.tasks.items()}}, indent=2)

@@ -19,6 +19,7 @@ the cache.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import random
 import shutil
@@ -34,7 +35,7 @@ from mmeval.engine.cache import ResponseCache, cache_key
 from mmeval.engine.distributed import Dist
 from mmeval.engine.manifest import config_hash, device_info, git_state, library_versions, mmeval_version
 from mmeval.engine.progress import RunProgress
-from mmeval.engine.store import RankShard, RunWriter, SampleSink, claim_run_dir, find_resumable, slug
+from mmeval.engine.store import RankShard, RunLock, RunWriter, SampleSink, lock_run_dir
 from mmeval.models.base import Model, build_model, get_model_class, redact_args
 from mmeval.tasks.loading import DocStream, open_docs
 from mmeval.tasks.prompts import PromptError, PromptRenderer
@@ -131,7 +132,19 @@ def _evaluate(cfg: RunConfig, dist: Dist) -> RunResult:
     if cfg.metric_args:  # only when given, so earlier runs' hashes (and resumes) are unchanged
         identity["metric_args"] = redact_args(cfg.metric_args)
     chash = config_hash(identity)  # not the world size: a run resumes with any number of ranks
-    run_dir = Path(dist.broadcast(str(_run_dir(cfg, chash)) if dist.is_main else None))
+    lock: RunLock | None = None
+    run_dir: Path | None = None
+    if dist.is_main:
+        run_dir, lock = lock_run_dir(cfg.output, chash, cfg.model, cfg.run_id)
+    try:
+        run_dir = Path(dist.broadcast(str(run_dir) if dist.is_main else None))
+        return _run(cfg, dist, tasks, skipped, chash, run_dir)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(cfg: RunConfig, dist: Dist, tasks: list[ResolvedTask], skipped: dict[str, str], chash: str, run_dir: Path) -> RunResult:
     resumed = (run_dir / "run.json").exists()
     if resumed:
         cfg.log(f"Resuming incomplete run {run_dir} from the response cache.")
@@ -194,6 +207,9 @@ def _evaluate(cfg: RunConfig, dist: Dist) -> RunResult:
             cache.close()
         if model is not None:
             model.close()
+    if dist.active and writer is not None:
+        with contextlib.suppress(OSError):  # every rank is past its last shard now
+            (run_dir / "samples" / ".shards").rmdir()
     if writer is None:  # a worker rank: its share is in the shards rank 0 merged
         return RunResult(run_id=run_dir.name, path=run_dir, manifest={"rank": dist.rank, "world_size": dist.world_size}, tasks={})
     # Adapters that load lazily know their exact card and device only after generating.
@@ -204,12 +220,6 @@ def _evaluate(cfg: RunConfig, dist: Dist) -> RunResult:
     if cfg.strict and total_errors:
         raise StrictModeError(f"--strict: {total_errors} sample(s) failed; see {run_dir / 'run.json'}")
     return run
-
-
-def _run_dir(cfg: RunConfig, chash: str) -> Path:
-    if cfg.run_id:
-        return cfg.output / slug(cfg.run_id)
-    return find_resumable(cfg.output, chash) or claim_run_dir(cfg.output, cfg.model)
 
 
 def _now() -> str:
@@ -306,7 +316,7 @@ def _run_task(rt: ResolvedTask, ctx: _TaskContext) -> TaskResult | None:
         timer.add("score_s", t)
     finally:
         sink.abort()
-    if dist.active:
+    if dist.active:  # merged; only this task's folder: the other ranks may be writing the next task's shards
         shutil.rmtree(shard.dir, ignore_errors=True)
     # The settings each metric ran with, defaults resolved (extractor, CLIP model, bootstrap...).
     ctx.writer.manifest["tasks"][spec.task]["metric_config"] = [{"name": m.name, **redact_args(m.kwargs)} for m in scorer.metrics]

@@ -9,6 +9,7 @@ Schema: see docs/run-schema.md. ``SCHEMA_VERSION`` changes whenever a field chan
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -81,8 +82,14 @@ def claim_run_dir(output: Path, model: str) -> Path:
 
 def find_resumable(output: Path, config_hash: str) -> Path | None:
     """The newest run under ``output`` with the same configuration that did not complete."""
+    runs = resumable_runs(output, config_hash)
+    return runs[0] if runs else None
+
+
+def resumable_runs(output: Path, config_hash: str) -> list[Path]:
+    """Runs under ``output`` with the same configuration that did not complete, newest first."""
     if not output.is_dir():
-        return None
+        return []
     candidates = []
     for run_json in output.glob(f"*/{RUN_FILE}"):
         try:
@@ -91,7 +98,72 @@ def find_resumable(output: Path, config_hash: str) -> Path | None:
             continue
         if manifest.get("config_hash") == config_hash and manifest.get("status") != "complete":
             candidates.append((run_json.stat().st_mtime, run_json.parent))
-    return max(candidates)[1] if candidates else None
+    return [path for _, path in sorted(candidates, reverse=True)]
+
+
+class RunLockedError(RuntimeError):
+    """Another live process is writing this run directory."""
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``<run>/.lock``, held while a process writes the run.
+
+    Two processes evaluating into the same results directory never write the same run: a
+    resumable run whose lock is held belongs to a live process and is passed over. The kernel
+    drops the lock when its process dies (even by SIGKILL), so a killed run is resumable at once."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self._fh: Any = None
+
+    def acquire(self) -> bool:
+        fh = self.path.open("a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._fh = fh
+        return True
+
+    def holder(self) -> str:
+        try:
+            return self.path.read_text().strip() or "?"
+        except OSError:
+            return "?"
+
+    def release(self) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing the descriptor drops the flock
+            self._fh = None
+
+
+def lock_run_dir(output: Path, config_hash: str, model: str, run_id: str | None = None) -> tuple[Path, RunLock]:
+    """The run directory to write, locked: ``run_id``'s; else the newest incomplete run of the
+    same configuration that no live process holds; else a new one."""
+    if run_id:
+        run_dir = output / slug(run_id)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir)
+        if not lock.acquire():
+            raise RunLockedError(
+                f"run {run_dir} is being written by another process (pid {lock.holder()}); wait for it or pick another --run-id"
+            )
+        return run_dir, lock
+    for run_dir in resumable_runs(output, config_hash):
+        lock = RunLock(run_dir)
+        if lock.acquire():
+            if json.loads((run_dir / RUN_FILE).read_text()).get("status") != "complete":  # not finished while we looked
+                return run_dir, lock
+            lock.release()
+    run_dir = claim_run_dir(output, model)
+    lock = RunLock(run_dir)
+    lock.acquire()  # a fresh directory: nobody else has it (it has no run.json to be found by)
+    return run_dir, lock
 
 
 class RunWriter:
