@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_MODELS = {
     "test-hash": "tests.fake_models:HashModel",
     "test-text-only": "tests.fake_models:TextOnlyModel",
+    "test-faulty": "tests.fake_models:FaultyModel",
+    "test-llava-faults": "tests.fake_models:FaultyTinyLlava",
 }
 
 

@@ -17,6 +17,7 @@ with a 500, the second with a 500, then normally"; past the end the last step re
     stall         answer only after ``stall_s`` (past the client's timeout)
     slow:N        answer after N seconds
     drop          close the connection without answering
+    cut           a 200 whose body stops short of its Content-Length, then the connection closes
     badjson       a 200 whose body is truncated JSON
     nochoices     a 200 with valid JSON lacking choices / content
 
@@ -75,7 +76,7 @@ class FakeApiServer:
 
     def start(self) -> FakeApiServer:
         handler = type("Handler", (_Handler,), {"api": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -140,6 +141,12 @@ class FakeApiServer:
         self._stop.wait(seconds)
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) drops connections when a whole batch connects at once:
+    # the client then sees a timeout the test never planted.
+    request_queue_size = 128
+
+
 class _Handler(BaseHTTPRequestHandler):
     api: FakeApiServer
     protocol_version = "HTTP/1.1"
@@ -185,6 +192,10 @@ class _Handler(BaseHTTPRequestHandler):
         if step == "drop":
             self.close_connection = True
             return None
+        if step == "cut":
+            data = json.dumps(_answer(body, "cut", anthropic, api.model_suffix)).encode()
+            self.close_connection = True
+            return self._send_raw(200, data[: len(data) // 2], length=len(data))
         if step == "badjson":
             return self._send_raw(200, b'{"id": "x", "choices": [{"message": {"content": "re')
         if step == "nochoices":
@@ -210,10 +221,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_json(self, status: int, obj: Any, extra: dict[str, str] | None = None) -> int:
         return self._send_raw(status, json.dumps(obj).encode(), extra)
 
-    def _send_raw(self, status: int, data: bytes, extra: dict[str, str] | None = None) -> int:
+    def _send_raw(self, status: int, data: bytes, extra: dict[str, str] | None = None, length: int | None = None) -> int:
+        """Send ``data``; ``length``: the Content-Length to announce instead (a cut answer)."""
         self.send_response(status, REASONS.get(status))
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Content-Length", str(len(data) if length is None else length))
         for k, v in (extra or {}).items():
             self.send_header(k, v)
         self.end_headers()

@@ -6,9 +6,11 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mmeval.models.base import Capabilities, Model
+from mmeval.models.hf_decoding import left_pad
+from mmeval.models.tiny import TinyLlava
 from mmeval.types import MODALITIES, Request, Response
 
 WORDS = ["red", "blue", "green", "2", "3", "yes", "no", "circle", "A", "B"]
@@ -63,3 +65,87 @@ class TextOnlyModel(Model):
 
     def generate(self, requests: Sequence[Request]) -> list[Response]:
         return [Response(id=r.id, text="x") for r in requests]
+
+
+class PlantedFault(RuntimeError):
+    """What FaultyModel raises: a type no library code raises, so a test can find it in an error."""
+
+
+class FaultyModel(HashModel):
+    """HashModel that raises PlantedFault for a whole batch when any of its prompts contains
+    ``raise_on``; records the request ids of every call (reset it in the test)."""
+
+    name = "test-faulty"
+    allowed_args = HashModel.allowed_args | {"raise_on"}
+    calls: ClassVar[list[list[str]]] = []
+
+    def __init__(self, **args: str) -> None:
+        super().__init__(**args)
+        self.raise_on = args.get("raise_on") or None
+
+    def generate(self, requests: Sequence[Request]) -> list[Response]:
+        FaultyModel.calls.append([r.id for r in requests])
+        culprit = next((r for r in requests if self.raise_on and self.raise_on in r.prompt_text()), None)
+        if culprit is not None:
+            raise PlantedFault(f"cannot answer {culprit.id}: its prompt contains {self.raise_on!r}")
+        return super().generate(requests)
+
+
+class _EmptyingProcessor:
+    """A LLaVA processor whose tokenizer returns no tokens for a prompt containing ``marker``:
+    that row comes back as the real processor pads an empty one (left padding, attention mask
+    all zero), or the batch is zero tokens wide when every row is empty."""
+
+    def __init__(self, inner: Any, marker: str) -> None:
+        self.inner = inner
+        self.marker = marker
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __call__(self, text: list[str], **kwargs: Any) -> Any:
+        out = self.inner(text=text, **kwargs)
+        hit = {i for i, t in enumerate(text) if self.marker in t}
+        if hit:
+            ids, mask = out["input_ids"], out["attention_mask"]
+            rows = [[] if i in hit else ids[i][mask[i].bool()].tolist() for i in range(len(text))]
+            out["input_ids"], out["attention_mask"] = left_pad(rows, self.inner.tokenizer.pad_token_id)
+        return out
+
+
+class FaultyTinyLlava(TinyLlava):
+    """tiny-llava with planted tokenizer faults: a prompt holding ``empty_prompt_on`` tokenizes
+    to zero tokens; the answer to a prompt holding ``empty_answer_on`` decodes to ""."""
+
+    name = "test-llava-faults"
+    allowed_args = TinyLlava.allowed_args | {"empty_prompt_on", "empty_answer_on"}
+
+    def parse_args(self, args: dict[str, str]) -> None:
+        super().parse_args(args)
+        self.empty_prompt_on = args.get("empty_prompt_on") or None
+        self.empty_answer_on = args.get("empty_answer_on") or None
+        self._blank_rows: list[bool] = []
+
+    def fingerprint_extra_fields(self) -> dict[str, Any]:
+        # The faults change outputs: never share cache entries with a clean tiny-llava.
+        return {**super().fingerprint_extra_fields(), "faults": [self.empty_prompt_on, self.empty_answer_on]}
+
+    def load_processor(self, kwargs: dict[str, Any]) -> Any:
+        processor = super().load_processor(kwargs)
+        return _EmptyingProcessor(processor, self.empty_prompt_on) if self.empty_prompt_on else processor
+
+    def after_load(self) -> None:
+        super().after_load()
+        decode = self.tokenizer.decode
+
+        def blanking_decode(ids: Any, **kwargs: Any) -> str:
+            blank = self._blank_rows.pop(0) if self._blank_rows else False
+            return "" if blank else decode(ids, **kwargs)
+
+        self.tokenizer.decode = blanking_decode
+
+    def _generate_batch(self, gen: Any, items: Any, inputs: Any, stop_ids: set[int], **fixed: Any) -> dict[str, Response]:
+        # The batch's rows are decoded once each, in item order: queue which of them come back "".
+        marker = self.empty_answer_on
+        self._blank_rows = [bool(marker) and marker in prompt.text for _, prompt in items]
+        return super()._generate_batch(gen, items, inputs, stop_ids, **fixed)

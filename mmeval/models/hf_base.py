@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from mmeval.models.base import ArchitectureCard, Model, ModelArgsError
 from mmeval.models.hf_checkpoint import Checkpoint, _image_backend
-from mmeval.models.hf_decoding import decode_rows, decode_with, generation_kwargs, text_responses, timed_generate
+from mmeval.models.hf_decoding import EMPTY_PROMPT, decode_rows, decode_with, empty_rows, generation_kwargs, text_responses, timed_generate
 from mmeval.types import GenerationConfig, Request, Response
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -217,12 +217,33 @@ class HfCheckpointModel(Model):
         """The generated part of ``generate``'s output: decoder-only models return prompt + answer."""
         return out[:, inputs["input_ids"].shape[1] :]
 
+    def _generate_group(self, gen: GenerationConfig, items: list[tuple[Request, Any]]) -> dict[str, Response]:
+        """Build the batched model inputs of ``items`` and call ``_generate_batch`` (the hook of
+        every adapter that uses ``_generate_batch``)."""
+        raise NotImplementedError
+
     def _generate_batch(
         self, gen: GenerationConfig, items: Sequence[tuple[Request, Any]], inputs: Any, stop_ids: set[int], **fixed: Any
     ) -> dict[str, Response]:
         """One ``generate`` call for ``items`` (model ``inputs`` already batched and on the
-        device; ``fixed``: adapter-specific generate kwargs); answers cut at ``stop_ids``."""
+        device; ``fixed``: adapter-specific generate kwargs); answers cut at ``stop_ids``.
+        A request whose prompt tokenized to nothing fails alone (see ``_drop_empty_rows``)."""
+        empty = empty_rows(inputs)
+        if empty:
+            return self._drop_empty_rows(gen, list(items), empty)
         kwargs = generation_kwargs(gen, self.tokenizer, **fixed)
         out, elapsed = timed_generate(self.model, inputs, kwargs)
         rows = self._new_tokens(out, inputs).tolist()
         return text_responses(items, decode_rows(rows, decode_with(self.tokenizer), stop_ids, gen), elapsed)
+
+    def _drop_empty_rows(self, gen: GenerationConfig, items: list[tuple[Request, Any]], empty: list[int]) -> dict[str, Response]:
+        """Fail the requests whose prompts tokenized to nothing and generate the others in a
+        batch of their own. Their inputs are built again by the adapter: which rows of the media
+        tensors (pixel values, image masks) belong to which request is the adapter's business.
+        Each round drops at least one request, so this ends."""
+        skip = set(empty)
+        out = {items[i][0].id: Response.failed(items[i][0].id, EMPTY_PROMPT) for i in sorted(skip)}
+        rest = [item for i, item in enumerate(items) if i not in skip]
+        if rest:
+            out.update(self._generate_group(gen, rest))
+        return out

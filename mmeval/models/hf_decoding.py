@@ -17,6 +17,19 @@ from mmeval.types import GenerationConfig, MediaError, MediaPart, Request, Respo
 # (text, finish reason, output tokens) of one generated row
 Decoded = tuple[str, str, int]
 
+# The error of a request whose prompt tokenized to nothing. Generating anyway would answer
+# from padding alone (or crash the whole batch on a zero-width input), and the answer would
+# be scored as if the model had seen the question. An empty *answer*, by contrast, is a
+# valid (wrong) answer: the model saw the prompt and chose to say nothing.
+EMPTY_PROMPT = (
+    "empty prompt: the tokenizer returned no tokens for this request (not even a start token), so there is nothing to "
+    "generate from; check the prompt text, the tokenizer and the chat template"
+)
+
+
+class EmptyPromptError(ValueError):
+    """A batch row with no prompt token, where the caller cannot fail that row alone."""
+
 
 def truncate_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` at the earliest stop string; True if one was found."""
@@ -138,6 +151,18 @@ def text_responses(
     }
 
 
+def empty_rows(inputs: Any) -> list[int]:
+    """Rows of a batched model input that hold no prompt token: all of them when the batch is
+    zero tokens wide, else those its attention mask leaves empty (padding only)."""
+    ids = inputs["input_ids"]
+    if ids.shape[-1] == 0:
+        return list(range(ids.shape[0]))
+    mask = inputs.get("attention_mask")  # a dict or a BatchFeature
+    if mask is None:
+        return []
+    return [i for i, n in enumerate(mask.sum(dim=-1).tolist()) if n == 0]
+
+
 def left_pad(encodings: Sequence[list[int]], pad_id: int) -> tuple[Any, Any]:
     """(input_ids, attention_mask) tensors, left-padded: every row ends where generation starts."""
     import torch
@@ -162,7 +187,12 @@ def generate_causal(
 ) -> tuple[list[Decoded], float]:
     """One left-padded batched ``generate`` call on a decoder-only LM (optionally with extra
     model inputs, e.g. audio features). Returns per-row (text, finish reason, output tokens)
-    and the wall time."""
+    and the wall time. An empty encoding is an EmptyPromptError for the whole call: the
+    caller's runner retries the batch one request at a time, so only that request fails."""
+    empty = [i for i, e in enumerate(encodings) if not e]
+    if empty:
+        rows = f"row{'s' if len(empty) > 1 else ''} {', '.join(map(str, empty))}"
+        raise EmptyPromptError(f"{EMPTY_PROMPT} ({rows} of a batch of {len(encodings)})")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stop_ids)
     input_ids, attention_mask = left_pad(encodings, pad_id)
     kwargs = generation_kwargs(gen, tokenizer)
