@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from mmeval.engine.runner import ModalityMismatchError, RunConfig, StrictModeError, evaluate
 from mmeval.engine.store import RunLockedError
+from mmeval.engine.sweep import PairStatus, Sweep, SweepError, SweepModel, load_sweep, run_sweep
 from mmeval.metrics.base import MetricArgsError
 from mmeval.models.base import ModelArgsError, UnknownModelError, model_registry, parse_model_args
 from mmeval.report.leaderboard import LeaderboardError, load_leaderboard
@@ -103,13 +105,15 @@ def _execute(cfg: RunConfig, as_json: bool) -> RunResult:
     return run
 
 
+def _run_json(run: RunResult) -> dict[str, Any]:
+    return {"run_id": run.run_id, "path": str(run.path), "results": {k: v.to_dict() for k, v in run.tasks.items()}}
+
+
 def _report(run: RunResult, as_json: bool) -> None:
     if run.manifest.get("rank", 0):  # a data-parallel worker rank: rank 0 reports the merged run
         return
     if as_json:
-        print(
-            json.dumps({"run_id": run.run_id, "path": str(run.path), "results": {k: v.to_dict() for k, v in run.tasks.items()}}, indent=2)
-        )
+        print(json.dumps(_run_json(run), indent=2))
         return
     _c.out.print(rich_table(scores_frame([run]), title=f"run {run.run_id}"))
     n_cached = sum(r.n_cached for r in run.tasks.values())
@@ -130,7 +134,7 @@ def _report(run: RunResult, as_json: bool) -> None:
 
 @app.command()
 def run(
-    model: Annotated[str, typer.Option("--model", "-m", help="Adapter name (see `mmeval models`).")],
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Adapter name (see `mmeval models`); repeat it to run several models.")],
     tasks: TasksOpt,
     model_args: Annotated[str, typer.Option(help="Adapter arguments, k=v,k2=v2 (e.g. pretrained=DIR,dtype=bfloat16).")] = "",
     metric_args: Annotated[
@@ -149,14 +153,31 @@ def run(
     include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task YAML files.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable results on stdout.")] = False,
 ) -> None:
-    """Evaluate a model on tasks and write results/<run-id>/."""
+    """Evaluate a model on tasks and write results/<run-id>/. With several --model: each model over
+    the tasks, skipping (model, task) pairs already finished under --output (see `mmeval sweep`)."""
     try:
         args = parse_model_args(model_args)
         margs = parse_metric_args(metric_args)
     except ModelArgsError as exc:
         _fail(str(exc))
+    if len(model) > 1:
+        if args or run_id:
+            _fail("--model-args and --run-id apply to one model; for several models with their own args, use a sweep file (`mmeval sweep`)")
+        sweep = Sweep(
+            models=[SweepModel(m) for m in model],
+            tasks=tasks.split(","),
+            limit=_limit(limit),
+            seed=seed,
+            batch_size=batch_size,
+            metric_args=margs,
+        )
+        base = _config(
+            model="", tasks=[], output=output, cache_path=cache, use_cache=not no_cache, strict=strict, include_paths=include_path or ()
+        )
+        _execute_sweep(sweep, replace(base, progress=not as_json and sys.stderr.isatty()), as_json, rerun=False, dry_run=False)
+        return
     cfg = _config(
-        model=model,
+        model=model[0],
         tasks=tasks.split(","),
         model_args=args,
         metric_args=margs,
@@ -172,6 +193,63 @@ def run(
         progress=not as_json and sys.stderr.isatty(),
     )
     _execute(cfg, as_json)
+
+
+@app.command()
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="YAML: models (each with model_args, batch_size) and tasks; see docs/scale.md.")],
+    output: OutputOpt = Path("results"),
+    cache: Annotated[Path | None, typer.Option(help="Response cache file (default <output>/cache.sqlite).")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the response cache.")] = False,
+    rerun: Annotated[bool, typer.Option(help="Run finished (model, task) pairs again instead of skipping them.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print which pairs are finished and which would run; run nothing.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit with code 3 if any sample failed (every model still runs).")] = False,
+    include_path: Annotated[list[Path] | None, typer.Option(help="Extra folder of task YAML files.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable results on stdout.")] = False,
+) -> None:
+    """Run a list of models over a list of tasks, skipping (model, task) pairs already finished."""
+    try:
+        plan = load_sweep(sweep_file)
+    except SweepError as exc:
+        _fail(str(exc))
+    base = _config(
+        model="", tasks=[], output=output, cache_path=cache, use_cache=not no_cache, strict=strict, include_paths=include_path or ()
+    )
+    _execute_sweep(plan, replace(base, progress=not as_json and sys.stderr.isatty()), as_json, rerun=rerun, dry_run=dry_run)
+
+
+def _execute_sweep(plan: Sweep, base: RunConfig, as_json: bool, rerun: bool, dry_run: bool) -> None:
+    def show_plan(entry: SweepModel, pairs: list[PairStatus]) -> None:
+        for p in pairs:
+            colour = {"finished": "green", "to run": "cyan", "skipped": "yellow"}.get(p.status, "red")
+            _c.err.print(f"[{colour}]{p.status:>8}[/] {p.model} / {p.task}" + (f"  ({p.where})" if p.where else ""), highlight=False)
+
+    try:
+        result = run_sweep(plan, base, rerun=rerun, dry_run=dry_run, on_model=show_plan)
+    except KeyboardInterrupt:
+        _fail("interrupted; finished work is saved; run the same command again to resume.", EXIT_INTERRUPT)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "runs": [_run_json(r) for r in result.runs],
+                    "pairs": [vars(p) for p in result.pairs],
+                    "failures": result.failures,
+                    "strict_failures": result.strict_failures,
+                },
+                indent=2,
+            )
+        )
+    elif result.runs:
+        _c.out.print(rich_table(scores_frame(result.runs), title="sweep"))
+    for label, why in result.failures.items():
+        _c.err.print(f"[bold red]model {label} failed:[/] {why}", highlight=False)
+    for label, why in result.strict_failures.items():
+        _c.err.print(f"[red]--strict: {label}: {why}[/]", highlight=False)
+    if result.failures:
+        raise typer.Exit(1)
+    if result.strict_failures:
+        raise typer.Exit(EXIT_STRICT)
 
 
 @app.command()
