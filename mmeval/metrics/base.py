@@ -98,18 +98,89 @@ class Metric:
         raise NotImplementedError
 
 
-class UnknownNameError(KeyError):
+class UnknownNameError(MetricArgsError, KeyError):
+    """A metric or parser name that is not in the registry (a task file's error, so the CLI
+    reports it as one, before any model loads)."""
+
     def __str__(self) -> str:
         return str(self.args[0])
 
 
 def _lookup(kind: str, table: dict[str, str], name: str) -> Any:
+    # Only a registry key reaches importlib: a task YAML names metrics and parsers, never modules.
     if name not in table:
         close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
+        if ":" in name or "." in name:
+            hint += f" A {kind} is named from mmeval's registry, not by a module path."
         raise UnknownNameError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(table))}")
     module, _, attr = table[name].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+class UntrustedHookError(MetricArgsError):
+    """A ``module:attr`` hook named in a task or metric argument that lives outside trusted code."""
+
+
+# The source checkout mmeval runs from (it has pyproject.toml); None when mmeval is installed.
+_CHECKOUT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT: Path | None = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else None
+
+
+def _plugin_packages() -> set[str]:
+    """Top-level packages of installed plugins: those that register ``mmeval.*`` entry points."""
+    from importlib.metadata import distributions
+
+    return {ep.module.split(".")[0] for dist in distributions() for ep in dist.entry_points if ep.group.startswith("mmeval.")}
+
+
+def _distrust(top: str) -> str | None:
+    """None when top-level package ``top`` is trusted code; else why it is not. The package is
+    located (``find_spec`` of a top-level name executes nothing), never imported, here."""
+    import importlib.util
+    import sys
+
+    if top == "mmeval" or top in _plugin_packages():
+        return None
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return f"no module named {top!r} (is it installed, or on PYTHONPATH?)"
+    places = [spec.origin] if spec.origin and spec.has_location else list(spec.submodule_search_locations or [])
+    # In the checkout but not in an interpreter or virtualenv: a .venv inside the checkout
+    # holds the stdlib's links and every installed package.
+    outside = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)]
+    paths = [Path(p).resolve() for p in places]
+    if PROJECT_ROOT and paths and all(p.is_relative_to(PROJECT_ROOT) and not any(p.is_relative_to(o) for o in outside) for p in paths):
+        return None
+    where = f"this project's checkout ({PROJECT_ROOT}), " if PROJECT_ROOT else ""
+    return (
+        f"module {top!r} is not trusted code; a hook must live in mmeval, {where}or an installed plugin "
+        "(a package that registers mmeval.* entry points). Nothing was imported"
+    )
+
+
+def load_hook(target: str, what: str) -> Any:
+    """The callable ``pkg.module:attr`` that a task or metric argument names (a user's feature
+    extractor), imported only from trusted code: mmeval itself, this project's checkout, or an
+    installed plugin (a package that registers ``mmeval.*`` entry points). Anything else (``os``,
+    ``subprocess``, any other installed package) is refused *before* it is imported, so a task
+    file cannot make mmeval run code of its choosing."""
+    module, _, attr = target.partition(":")
+    if not module or not attr or not all(part.isidentifier() for part in (*module.split("."), attr)):
+        raise UntrustedHookError(f"{what}: expected <package.module>:<callable>")
+    why = _distrust(module.split(".")[0])
+    if why:
+        raise UntrustedHookError(f"{what}: {why}")
+    try:
+        obj = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UntrustedHookError(f"{what}: cannot import {target}: {exc}") from exc
+    if not callable(obj):
+        raise UntrustedHookError(f"{what}: {module}.{attr} is not callable")
+    return obj
 
 
 # Name -> "module:Class". Imported only when a task uses the name.

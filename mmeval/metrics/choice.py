@@ -50,9 +50,12 @@ def _pattern_families(labels: tuple[str, ...]) -> list[re.Pattern[str]]:
     label = rf"(?P<label>{alt})"
     end = r"(?!\w)"
     return [
+        # Each whitespace run has one owner (the separator's, the "option" word's, or the final
+        # [\s(\[*] run): adjacent optional \s* runs made a failed match cost O(n^3) on "Answer:"
+        # followed by thousands of spaces (minutes for a degenerate response).
         re.compile(
-            r"(?i:\b(?:answer|choice|option)\b(?:\s+(?:is|would\s+be|should\s+be))?\s*[:=\-]?\s*"
-            r"(?:\b(?:option|choice)\b\s*)?)[\s(\[*]*" + label + end
+            r"(?i:\b(?:answer|choice|option)\b(?:\s+(?:is|would\s+be|should\s+be))?(?:\s*[:=\-])?"
+            r"(?:\s*\b(?:option|choice)\b)?)[\s(\[*]*" + label + end
         ),
         re.compile(r"[(\[]\s*" + label + r"\s*[)\]]"),
         re.compile(r"(?<!\w)" + label + r"[.):]" + end),

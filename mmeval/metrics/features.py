@@ -9,8 +9,10 @@ class logits (Inception Score). Extractors are chosen by name in a metric's argu
 
 Built-in names are listed in ``EXTRACTORS``; ``module:<pkg.module>:<factory>`` calls a user's
 factory with the metric's extractor arguments and uses what it returns (any object with this
-class's interface). Weights are never downloaded silently and never replaced by random ones: a
-missing path is an ``ExtractorWeightsError`` naming the argument to set.
+class's interface); the factory must live in this project's checkout or an installed plugin
+(``mmeval.metrics.base.load_hook``), so a task file cannot name ``os:system``. Weights are
+never downloaded silently and never replaced by random ones: a missing path is an
+``ExtractorWeightsError`` naming the argument to set.
 
 Reference features (the real images of COCO-30k, the AudioCaps clips...) are computed once
 and cached under ``<cache>/refstats/``, keyed by the extractor's ``id`` (weights + preprocessing)
@@ -29,7 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmeval.metrics.base import MetricArgsError
+from mmeval.metrics.base import MetricArgsError, load_hook
 from mmeval.types import MediaError, MediaPart, Modality
 
 MediaSource = str | bytes | dict  # a path, encoded bytes, or a loader's {"error": ...}
@@ -75,15 +77,8 @@ class FeatureExtractor:
 def get_extractor(name: str, args: dict[str, Any]) -> FeatureExtractor:
     """Build an extractor from its name and the metric's arguments (it reads its own keys)."""
     if name.startswith("module:"):
-        target = name.removeprefix("module:")
-        module, _, attr = target.partition(":")
-        if not attr:
-            raise ExtractorError(f"extractor {name!r}: expected module:<package.module>:<factory>")
-        try:
-            factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ExtractorError(f"extractor {name!r}: cannot import {target}: {exc}") from exc
-        return factory(**args)
+        # The name comes from a task file: load_hook refuses modules outside trusted code.
+        return load_hook(name.removeprefix("module:"), f"extractor {name!r}")(**args)
     if name not in EXTRACTORS:
         raise ExtractorError(f"unknown feature extractor {name!r}; known: {', '.join(sorted(EXTRACTORS))}, or module:<pkg.mod>:<factory>")
     module, _, attr = EXTRACTORS[name].partition(":")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mmeval.models.api_common import COMMON_ARGS, ApiModel, MalformedResponse, Parsed, message_text_only, truncate_at_stops
+from mmeval.models.api_common import COMMON_ARGS, ApiModel, MalformedResponse, Parsed, answer_keys, message_text_only, truncate_at_stops
 from mmeval.models.base import ArchitectureCard, Capabilities
 from mmeval.types import MediaError, Request, TextPart
 
@@ -97,7 +97,7 @@ class AnthropicMessages(ApiModel):
         content = data.get("content")
         if not isinstance(content, list):
             why = self.error_text(data) if data.get("type") == "error" else None
-            raise MalformedResponse("no content in the answer" + (f": {why}" if why else ""))
+            raise MalformedResponse(f"no content in the answer ({answer_keys(data)})" + (f": {why}" if why else ""))
         text = "".join(str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text")
         stop_reason = data.get("stop_reason")
         usage = data.get("usage")

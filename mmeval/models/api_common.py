@@ -15,7 +15,11 @@ other cap). Each request is retried on its own:
   also ``retry-after-ms``) on a retryable answer is a floor on that delay, capped at
   ``RETRY_AFTER_CAP_S``;
 * after ``max_retries`` retries the request becomes a failed ``Response`` whose error names the
-  cause and the attempt count: the runner counts it and never scores it.
+  cause and the attempt count: the runner counts it and never scores it. The words before the
+  first colon are the kind run.json counts errors by: ``api timeout``, ``api connection error``
+  (refused, or dropped before or during the answer), ``api HTTP <status> <reason>``, ``api
+  invalid JSON`` (a 2xx body that does not parse: cut short, an HTML page), ``api malformed
+  response`` (valid JSON without what the API promises, e.g. no choices), ``api client error``.
 
 API keys are read from the environment inside ``generate`` and live only in local variables
 and per-request headers. They never reach ``self``, ``args``, ``info()``, the fingerprint, a
@@ -45,7 +49,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit, urlunsplit
 
 import aiohttp  # the async HTTP client (pinned in constraints.txt)
 
@@ -58,6 +62,7 @@ RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 529})
 RETRY_AFTER_CAP_S = 600.0  # a server asking for longer than this is waited on for this long
 REDACTED = "[REDACTED]"
 ERROR_TEXT_LIMIT = 500  # characters of a server's error message kept in a sample's error
+BODY_HEAD_LIMIT = 80  # bytes of a body that is not JSON quoted in the error (an HTML page from a proxy, a cut answer)
 # Bump when the way requests are built changes (so cached responses of the old format are not
 # reused): part of every API adapter's fingerprint.
 PAYLOAD_FORMAT = 1
@@ -225,6 +230,13 @@ class MalformedResponse(ValueError):
     """A 2xx answer whose JSON lacks what the API promises (retried like invalid JSON)."""
 
 
+def answer_keys(data: dict[str, Any], limit: int = 8) -> str:
+    """The top-level keys an answer did have, for errors about the ones it lacks."""
+    keys = [str(k)[:40] for k in list(data)[:limit]]
+    more = ", ..." if len(data) > limit else ""
+    return f"it has keys: {', '.join(keys)}{more}" if keys else "it is an empty object"
+
+
 @dataclass
 class Parsed:
     """What an adapter extracts from a successful answer."""
@@ -313,19 +325,10 @@ class ApiModel(Model):
         if not args.get("model"):
             raise ModelArgsError(f"{self.name} needs --model-args model=NAME (the API's model id)")
         self.model_id = args["model"]
-        base = (args.get("base_url") or self.default_base_url).rstrip("/")
-        parts = urlsplit(base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ModelArgsError(f"{self.name}: base_url must be an http(s) URL, got {base!r}")
-        if parts.username or parts.password:
-            raise ModelArgsError(f"{self.name}: base_url must not carry credentials; put the key in the variable named by api_key_env")
-        if SECRET_QUERY & {k.lower() for k in parse_qs(parts.query)}:
-            raise ModelArgsError(f"{self.name}: base_url must not carry a key in its query; use the variable named by api_key_env")
+        parts = self._base_url(args)
         self.url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + self.endpoint, parts.query, ""))
         self.host = parts.hostname
-        self.key_env = args.get("api_key_env") or self.default_key_env
-        if not ENV_NAME.fullmatch(self.key_env):
-            raise ModelArgsError(f"{self.name}: api_key_env is the NAME of an environment variable (e.g. {self.default_key_env})")
+        self.key_env = self._key_env(args)
         self.concurrency = _int_arg(args, "concurrency", 16, 1)
         self.timeout = _float_arg(args, "timeout", 120.0, 0.0, strict=True)
         self.policy = RetryPolicy(
@@ -339,6 +342,34 @@ class ApiModel(Model):
         self._media = _MediaCache()
         self.served_models: set[str] = set()
         self.stats = {"requests": 0, "attempts": 0, "failed": 0}
+
+    @classmethod
+    def check_args(cls, args: dict[str, str]) -> None:
+        """Unknown args, and a key where none belongs (in base_url, or given as api_key_env),
+        are refused here: the runner calls this before it writes run.json, which records the
+        args and the command line, so a refused key never reaches a file."""
+        super().check_args(args)
+        cls._base_url(args)
+        cls._key_env(args)
+
+    @classmethod
+    def _base_url(cls, args: dict[str, str]) -> SplitResult:
+        base = (args.get("base_url") or cls.default_base_url).rstrip("/")
+        parts = urlsplit(base)
+        if parts.username or parts.password:  # before quoting the URL in any message
+            raise ModelArgsError(f"{cls.name}: base_url must not carry credentials; put the key in the variable named by api_key_env")
+        if SECRET_QUERY & {k.lower() for k in parse_qs(parts.query)}:
+            raise ModelArgsError(f"{cls.name}: base_url must not carry a key in its query; use the variable named by api_key_env")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ModelArgsError(f"{cls.name}: base_url must be an http(s) URL, got {base!r}")
+        return parts
+
+    @classmethod
+    def _key_env(cls, args: dict[str, str]) -> str:
+        key_env = args.get("api_key_env") or cls.default_key_env
+        if not ENV_NAME.fullmatch(key_env):  # the value is not quoted: it may be the key itself
+            raise ModelArgsError(f"{cls.name}: api_key_env is the NAME of an environment variable (e.g. {cls.default_key_env})")
+        return key_env
 
     # ----------------------------------------------------------------- identity
 
@@ -491,18 +522,26 @@ class ApiModel(Model):
         except aiohttp.InvalidURL as exc:
             return _Attempt(error=f"bad URL: {exc}")
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError) as exc:
-            return _Attempt(error=f"connection error: {type(exc).__name__}: {exc}", retryable=True)
+            return _Attempt(error=f"connection error: {_connection_problem(exc)}", retryable=True)
         except aiohttp.ClientError as exc:
-            return _Attempt(error=f"client error: {type(exc).__name__}: {exc}", retryable=True)
+            return _Attempt(error=f"client error: {_describe(exc)}", retryable=True)
         if 200 <= status < 300:
             try:
                 data = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                return _Attempt(error=f"malformed response: HTTP {status} body is not JSON ({exc}; {len(raw)} bytes)", retryable=True)
+                # Its own error kind (not "malformed response"): a truncated or non-JSON body
+                # points at the transport or a proxy, a wrong shape at the server's API.
+                head = " ".join(raw[:BODY_HEAD_LIMIT].decode("utf-8", errors="replace").split())
+                more = "..." if len(raw) > BODY_HEAD_LIMIT else ""
+                return _Attempt(
+                    error=f"invalid JSON: HTTP {status} body is not valid JSON ({exc}; {len(raw)} bytes: {head!r}{more})", retryable=True
+                )
             try:
                 return _Attempt(parsed=self.parse_answer(data))
-            except (MalformedResponse, KeyError, IndexError, TypeError, AttributeError) as exc:
-                return _Attempt(error=f"malformed response: {type(exc).__name__}: {exc}", retryable=True)
+            except MalformedResponse as exc:  # the adapter's own message says what is missing
+                return _Attempt(error=f"malformed response: {exc}", retryable=True)
+            except (KeyError, IndexError, TypeError, AttributeError) as exc:
+                return _Attempt(error=f"malformed response: unexpected answer shape ({_describe(exc)})", retryable=True)
         message = self._error_message(raw)
         if 300 <= status < 400:
             where = headers.get("Location", "?")
@@ -520,6 +559,22 @@ class ApiModel(Model):
         msg = (msg if isinstance(msg, str) and msg else text).strip()
         msg = " ".join(msg.split())  # one line: error summaries group by prefix
         return msg[:ERROR_TEXT_LIMIT] + ("..." if len(msg) > ERROR_TEXT_LIMIT else "")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, or the type alone when the exception carries no message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _connection_problem(exc: BaseException) -> str:
+    """What went wrong on the wire, in words: aiohttp's own messages ("Server disconnected")
+    do not say whether an answer was under way."""
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return f"connection dropped: the server closed it without answering ({_describe(exc)})"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return f"connection dropped in the middle of the answer ({_describe(exc)})"
+    return _describe(exc)
 
 
 @dataclass

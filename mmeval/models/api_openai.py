@@ -17,7 +17,15 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from mmeval.models.api_common import ApiModel, MalformedResponse, Parsed, audio_format, message_text_only, truncate_at_stops
+from mmeval.models.api_common import (
+    ApiModel,
+    MalformedResponse,
+    Parsed,
+    answer_keys,
+    audio_format,
+    message_text_only,
+    truncate_at_stops,
+)
 from mmeval.models.base import ArchitectureCard, Capabilities
 from mmeval.types import MediaError, MediaPart, Request, TextPart
 
@@ -94,7 +102,7 @@ class OpenAIChat(ApiModel):
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices:
             why = self.error_text(data)
-            raise MalformedResponse("no choices in the answer" + (f": {why}" if why else ""))
+            raise MalformedResponse(f"no choices in the answer ({answer_keys(data)})" + (f": {why}" if why else ""))
         choice = choices[0]
         message = choice.get("message") or {}
         content = message.get("content")

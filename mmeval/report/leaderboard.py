@@ -40,6 +40,7 @@ from typing import Any, Literal
 import yaml
 
 from mmeval.models.base import ArchitectureCard
+from mmeval.tasks.spec import yaml_problem
 
 Direction = Literal["higher", "lower"]
 CARD_COLUMNS = tuple(f.name for f in fields(ArchitectureCard))
@@ -143,7 +144,7 @@ def load_leaderboard(path: str | Path) -> Leaderboard:
     try:
         doc = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise LeaderboardError(f"{p}: invalid YAML: {exc}") from exc
+        raise LeaderboardError(f"{p}: {yaml_problem(exc, 'leaderboard definition')}") from exc
     return parse_leaderboard(doc, source=str(p))
 
 

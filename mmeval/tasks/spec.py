@@ -7,6 +7,7 @@ so a user can fix a malformed task without reading mmeval's source.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,7 +311,28 @@ def load_spec_file(path: str | Path) -> TaskSpec:
     try:
         raw = yaml.safe_load(text)  # safe_load: no arbitrary object construction from YAML tags
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
-        raise TaskSpecError(f"{p}: {where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise TaskSpecError(f"{p}: {yaml_problem(exc, 'task')}") from exc
     return parse_spec(raw, p.resolve())
+
+
+# PyYAML's safe loader names the tag it refused: "could not determine a constructor for the tag '...'".
+_REFUSED_TAG = re.compile(r"constructor for the tag '([^']*)'")
+
+
+def yaml_problem(exc: yaml.YAMLError, kind: str) -> str:
+    """``line L, column C: what is wrong`` for a YAML error, on one line (PyYAML's own message
+    adds a multi-line excerpt). A tag safe_load refused (``!!python/object/apply:os.system``:
+    an attempt to build a Python object or run code) gets a message saying so, not a parser
+    error a user might try to work around."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "<yaml>"
+    problem = str(getattr(exc, "problem", None) or exc)
+    refused = _REFUSED_TAG.search(problem) if isinstance(exc, yaml.constructor.ConstructorError) else None
+    if refused is None:
+        return f"{where}: invalid YAML: {problem}"
+    tag = refused.group(1).replace("tag:yaml.org,2002:", "!!")
+    return (
+        f"{where}: invalid YAML: tag {tag!r} is not allowed. {kind.capitalize()} files are plain data "
+        "(mappings, lists, strings, numbers) read with yaml.safe_load, which never constructs Python objects "
+        "or runs code; remove the tag"
+    )
