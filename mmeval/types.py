@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -32,13 +31,14 @@ def sha256_bytes(data: bytes) -> str:
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
 
 
-def sha256_file(path: str | Path) -> str:
-    """sha256 of a file, memoised on (path, size, mtime) so repeated media are hashed once."""
+def sha256_file(path: str | Path, what: str = "media") -> str:
+    """sha256 of a file, memoised on (path, size, mtime) so repeated media are hashed once.
+    ``what`` names the file's kind in the error for a missing or unreadable file."""
     p = str(path)
     try:
         st = os.stat(p)
     except OSError as exc:
-        raise MediaError(f"cannot read media file {p}: {exc.strerror or exc}") from exc
+        raise MediaError(f"cannot read {what} file {p}: {exc.strerror or exc}") from exc
     key = (p, st.st_size, st.st_mtime_ns)
     digest = _FILE_HASHES.get(key)
     if digest is None:
@@ -77,17 +77,26 @@ class MediaPart:
     error: str | None = None  # set by the loader for a refused source (e.g. outside the dataset root)
     type: Literal["media"] = "media"
 
+    @property
+    def label(self) -> str:
+        """How errors name this part: its file path, else ``<bytes>`` (embedded in the dataset)."""
+        return self.path or "<bytes>"
+
     def read_bytes(self) -> bytes:
         if self.error:
             raise MediaError(self.error)
         if self.data is not None:
-            return self.data
-        if self.path is None:
+            data = self.data
+        elif self.path is None:
             raise MediaError(f"{self.modality} part has neither a path nor bytes")
-        try:
-            return Path(self.path).read_bytes()
-        except OSError as exc:
-            raise MediaError(f"cannot read {self.modality} file {self.path}: {exc.strerror or exc}") from exc
+        else:
+            try:
+                data = Path(self.path).read_bytes()
+            except OSError as exc:
+                raise MediaError(f"cannot read {self.modality} file {self.path}: {exc.strerror or exc}") from exc
+        if not data:  # no image, clip or video is zero bytes; say so rather than "unknown format"
+            raise MediaError(f"{self.modality} {self.label} is empty (0 bytes)")
+        return data
 
     def sha256(self) -> str:
         if self.error:
@@ -96,55 +105,25 @@ class MediaPart:
             return sha256_bytes(self.data)
         if self.path is None:
             raise MediaError(f"{self.modality} part has neither a path nor bytes")
-        return sha256_file(self.path)
+        return sha256_file(self.path, self.modality)
 
     def key(self) -> Any:
         return [self.modality, self.sha256()]
 
-    def load_image(self, max_pixels: int = 64_000_000) -> Any:
-        """Decode as an RGB PIL image; a corrupt file or a decompression bomb is a MediaError."""
-        from PIL import Image
+    def load_image(self, max_pixels: int | None = None) -> Any:
+        """Decode as an RGB PIL image. A corrupt or truncated file, or one over ``max_pixels``
+        (default ``mmeval.media.image.MAX_IMAGE_PIXELS``: the decompression-bomb guard, checked
+        before decoding), is a MediaError naming the file."""
+        from mmeval.media.image import MAX_IMAGE_PIXELS, decode_image
 
-        raw = self.read_bytes()
-        try:
-            with Image.open(io.BytesIO(raw)) as img:
-                if img.width * img.height > max_pixels:
-                    raise MediaError(
-                        f"image {self.path or '<bytes>'} is {img.width}x{img.height}, over the "
-                        f"{max_pixels}-pixel limit (decompression-bomb guard)"
-                    )
-                return img.convert("RGB")
-        except MediaError:
-            raise
-        except Exception as exc:  # PIL raises many types for corrupt data
-            raise MediaError(f"cannot decode image {self.path or '<bytes>'}: {exc}") from exc
+        return decode_image(self.read_bytes(), self.label, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
 
     def load_audio(self) -> tuple[Any, int]:
-        """Decode a WAV clip to (float32 mono numpy array in [-1, 1], sample rate)."""
-        import wave
+        """Decode a PCM WAV clip to (float32 mono numpy array in [-1, 1], sample rate). A corrupt,
+        truncated or empty clip, or an implausible sample rate, is a MediaError naming the file."""
+        from mmeval.media.audio import decode_wav
 
-        import numpy as np
-
-        raw = self.read_bytes()
-        try:
-            with wave.open(io.BytesIO(raw)) as wav:
-                rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
-                frames = wav.readframes(wav.getnframes())
-        except Exception as exc:
-            raise MediaError(f"cannot decode audio {self.path or '<bytes>'} as WAV: {exc}") from exc
-        if not frames:
-            raise MediaError(f"audio {self.path or '<bytes>'} has no samples")
-        dtype = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
-        if dtype is None:
-            raise MediaError(f"audio {self.path or '<bytes>'}: unsupported sample width {width}")
-        arr = np.frombuffer(frames, dtype=dtype).astype(np.float32)
-        if width == 1:
-            arr = (arr - 128.0) / 128.0
-        else:
-            arr /= float(2 ** (8 * width - 1))
-        if channels > 1:
-            arr = arr.reshape(-1, channels).mean(axis=1)
-        return arr, rate
+        return decode_wav(self.read_bytes(), self.label)
 
 
 Part = TextPart | MediaPart

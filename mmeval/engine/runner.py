@@ -424,7 +424,9 @@ def _generate_isolated(model: Model, batch: list[Request]) -> list[Response]:
         out = model.generate(batch)
     except Exception as exc:
         if len(batch) == 1:
-            return [Response.failed(batch[0].id, f"model: {type(exc).__name__}: {exc}")]
+            # An unreadable file the adapter found while decoding is a media fault, not the model's.
+            why = f"media: {exc}" if isinstance(exc, MediaError) else f"model: {type(exc).__name__}: {exc}"
+            return [Response.failed(batch[0].id, why)]
         return [r for req in batch for r in _generate_isolated(model, [req])]
     by_id = {r.id: r for r in out}
     return [by_id.get(req.id) or Response.failed(req.id, "model: returned no response for this request") for req in batch]

@@ -6,21 +6,31 @@ and played by every current browser, so the leaderboard site shows them as they 
 
 Reference videos (MSR-VTT's MP4s) are decoded with the ``ffmpeg`` command-line tool (installed
 by ``make sysdeps``) into raw RGB frames; APNG, GIF and animated WebP decode through Pillow.
+
+Broken files fail their own sample with a MediaError naming the file: truncated or corrupt
+data on either path (including a cut file that ffmpeg half-decodes without failing: fewer frames
+than the container declares, with decode errors), frames over the image pixel limit (the
+decompression-bomb guard, checked on the header), and bytes that are no video at all.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
 import subprocess
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from mmeval.media import ffmpeg
+from mmeval.media.image import MAX_IMAGE_PIXELS, check_pixels, open_image, pil_reason
 from mmeval.types import MediaError, MediaPart
 
-PIL_FORMATS = (b"\x89PNG", b"GIF8", b"RIFF")  # APNG/PNG, GIF, WebP magic numbers
+
+def _pil_format(raw: bytes) -> bool:
+    """APNG/PNG, GIF and WebP (RIFF....WEBP: other RIFF files, such as AVI, go to ffmpeg)."""
+    return raw[:4] in (b"\x89PNG", b"GIF8") or (raw[:4] == b"RIFF" and raw[8:12] == b"WEBP")
 
 
 def encode_apng(frames: np.ndarray | Sequence[np.ndarray], fps: float) -> bytes:
@@ -45,58 +55,83 @@ def _as_uint8(frames: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return arr
 
 
-def decode_video(part: MediaPart, max_frames: int | None = None) -> tuple[np.ndarray, float]:
-    """(frames (T, H, W, 3) uint8, fps). A corrupt or unreadable file is a MediaError."""
+def decode_video(part: MediaPart, max_frames: int | None = None, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, float]:
+    """(frames (T, H, W, 3) uint8, fps). A corrupt, truncated or unreadable file, or frames over
+    ``max_pixels``, is a MediaError naming the file."""
     raw = part.read_bytes()
-    name = part.path or "<bytes>"
-    if raw[:4] in PIL_FORMATS:
-        return _decode_pil(raw, name, max_frames)
-    return _decode_ffmpeg(raw, name, max_frames)
+    name = part.label
+    if _pil_format(raw):
+        return _decode_pil(raw, name, max_frames, max_pixels)
+    return _decode_ffmpeg(raw, name, max_frames, max_pixels)
 
 
-def _decode_pil(raw: bytes, name: str, max_frames: int | None) -> tuple[np.ndarray, float]:
-    from PIL import Image, ImageSequence
+def _decode_pil(raw: bytes, name: str, max_frames: int | None, max_pixels: int) -> tuple[np.ndarray, float]:
+    from PIL import ImageSequence
 
-    try:
-        with Image.open(io.BytesIO(raw)) as img:
-            frames, durations = [], []
+    with open_image(raw, name, max_pixels, what="video") as img:
+        declared, frames, durations = 1, [], []
+        try:
+            declared = int(getattr(img, "n_frames", 1))  # GIF counts by scanning the file: may fail too
             for frame in ImageSequence.Iterator(img):
                 frames.append(np.asarray(frame.convert("RGB")))
                 durations.append(float(frame.info.get("duration") or 0.0))
                 if max_frames and len(frames) >= max_frames:
                     break
-    except Exception as exc:
-        raise MediaError(f"cannot decode video {name}: {exc}") from exc
-    mean_ms = sum(durations) / len(durations) if durations and all(durations) else 0.0
+        except Exception as exc:  # OSError for truncated data, SyntaxError for broken chunks
+            raise MediaError(f"cannot decode video {name}: {pil_reason(exc)} (after {len(frames)} of {declared} frames)") from exc
+    if len(frames) < min(declared, max_frames or declared):  # Pillow stops quietly at a missing frame
+        raise MediaError(f"video {name} is truncated: it declares {declared} frames, {len(frames)} could be read")
+    mean_ms = sum(durations) / len(durations) if all(durations) else 0.0
     return np.stack(frames), (1000.0 / mean_ms if mean_ms > 0 else 8.0)
 
 
-def _decode_ffmpeg(raw: bytes, name: str, max_frames: int | None) -> tuple[np.ndarray, float]:
-    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
-        raise MediaError(f"decoding video {name} needs ffmpeg and ffprobe (run `make sysdeps`, or apt-get install ffmpeg)")
+def _decode_ffmpeg(raw: bytes, name: str, max_frames: int | None, max_pixels: int) -> tuple[np.ndarray, float]:
+    if not ffmpeg.available("ffmpeg", "ffprobe"):
+        raise MediaError(ffmpeg.missing_tool_error(raw, name, "video", "ffmpeg and ffprobe"))
+    fields = "stream=width,height,r_frame_rate,nb_frames,duration:format=duration"
     probe = subprocess.run(
-        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height,r_frame_rate", "-of", "json", "-"],
-        input=raw,
-        capture_output=True,
+        ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", fields, "-of", "json", "-"], input=raw, capture_output=True
     )
     try:
-        stream = json.loads(probe.stdout)["streams"][0]
+        info = json.loads(probe.stdout)
+        stream = info["streams"][0]
         width, height = int(stream["width"]), int(stream["height"])
         num, _, den = stream["r_frame_rate"].partition("/")
         fps = float(num) / float(den or 1)
     except (ValueError, KeyError, IndexError, ZeroDivisionError) as exc:
-        raise MediaError(
-            f"cannot decode video {name}: ffprobe found no video stream ({probe.stderr.decode(errors='replace')[-200:]})"
-        ) from exc
+        what = "not a recognised video format" if ffmpeg.container(raw) is None else "ffprobe finds no video stream"
+        raise MediaError(f"cannot decode video {name}: {what} ({ffmpeg.reason(probe.stderr) or 'no output'})") from exc
+    check_pixels(width, height, name, max_pixels, what="video")
     cmd = ["ffmpeg", "-v", "error", "-i", "-", "-f", "rawvideo", "-pix_fmt", "rgb24"]
     if max_frames:
         cmd += ["-frames:v", str(max_frames)]
     out = subprocess.run([*cmd, "-"], input=raw, capture_output=True)
     frame_bytes = width * height * 3
-    if out.returncode != 0 or len(out.stdout) < frame_bytes:
-        raise MediaError(f"cannot decode video {name}: {out.stderr.decode(errors='replace')[-300:] or 'no frames'}")
     n = len(out.stdout) // frame_bytes
+    errors = ffmpeg.reason(out.stderr)
+    if out.returncode != 0 or n == 0:
+        raise MediaError(f"cannot decode video {name}: {errors or 'no frames'}")
+    declared = _declared_frames(stream, info.get("format") or {}, fps)
+    expected = min(declared, max_frames) if declared and max_frames else declared
+    # ffmpeg decodes a cut file up to the cut and exits 0; fewer frames than the container
+    # declares *and* decode errors mean the file is damaged (either alone is common in valid files).
+    if expected and n < expected and errors:
+        raise MediaError(f"video {name} is truncated or corrupt: {n} of its {expected} frames decode ({errors})")
     return np.frombuffer(out.stdout[: n * frame_bytes], dtype=np.uint8).reshape(n, height, width, 3), fps
+
+
+def _declared_frames(stream: dict[str, Any], container: dict[str, Any], fps: float) -> int | None:
+    """Frames the file says it has: the stream's count (MP4), else its duration x fps (WebM, MKV)."""
+    try:
+        return int(stream["nb_frames"])
+    except (KeyError, ValueError):
+        pass
+    for duration in (stream.get("duration"), container.get("duration")):
+        try:
+            return round(float(duration) * fps)
+        except (TypeError, ValueError):
+            continue
+    return None
 
 
 def sample_frames(frames: np.ndarray, n: int) -> np.ndarray:
