@@ -227,12 +227,19 @@ def test_media_paths_outside_the_dataset_root_fail_only_their_sample(tmp_path: P
     assert_refused(result, rows, refused, ["ok", "ok_dotdot_inside"])
 
 
-def test_symlinks_escaping_the_dataset_root_are_refused(tmp_path: Path) -> None:
-    task = media_task(tmp_path, {"ok": "img/ok.png", "file_link": "img/link.png", "dir_link": "linked/secret.png"})
+def test_symlinks_on_disk_are_followed_but_traversal_through_them_is_not(tmp_path: Path) -> None:
+    """The policy (mmeval.tasks.loading.confine): the dataset's *text* is confined; symlinks are
+    the user's layout and are followed, as a hub snapshot (files linking into ../../blobs) and
+    `mmeval data prepare` (a linked media folder) need. A `..` written in the data still cannot
+    climb out through a link."""
+    task = media_task(
+        tmp_path,
+        {"ok": "img/ok.png", "file_link": "img/link.png", "dir_link": "linked/secret.png", "climb": "linked/../../outside/secret.png"},
+    )
     (tmp_path / "ds" / "img" / "link.png").symlink_to(tmp_path / "outside" / "secret.png")
     (tmp_path / "ds" / "linked").symlink_to(tmp_path / "outside", target_is_directory=True)
     result, rows = run_media(task, tmp_path / "res")
-    assert_refused(result, rows, {"file_link": "img/link.png", "dir_link": "linked/secret.png"}, ["ok"])
+    assert_refused(result, rows, {"climb": "linked/../../outside/secret.png"}, ["ok", "file_link", "dir_link"])
 
 
 # --------------------------------------------------------------------------- API keys
