@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -171,10 +170,8 @@ def run(
             batch_size=batch_size,
             metric_args=margs,
         )
-        base = _config(
-            model="", tasks=[], output=output, cache_path=cache, use_cache=not no_cache, strict=strict, include_paths=include_path or ()
-        )
-        _execute_sweep(sweep, replace(base, progress=not as_json and sys.stderr.isatty()), as_json, rerun=False, dry_run=False)
+        base = _sweep_base(output, cache, no_cache, strict, include_path, as_json)
+        _execute_sweep(sweep, base, as_json, rerun=False, dry_run=False)
         return
     cfg = _config(
         model=model[0],
@@ -212,10 +209,23 @@ def sweep(
         plan = load_sweep(sweep_file)
     except SweepError as exc:
         _fail(str(exc))
-    base = _config(
-        model="", tasks=[], output=output, cache_path=cache, use_cache=not no_cache, strict=strict, include_paths=include_path or ()
+    _execute_sweep(plan, _sweep_base(output, cache, no_cache, strict, include_path, as_json), as_json, rerun=rerun, dry_run=dry_run)
+
+
+def _sweep_base(
+    output: Path, cache: Path | None, no_cache: bool, strict: bool, include_path: list[Path] | None, as_json: bool
+) -> RunConfig:
+    """The settings a sweep's runs share (each model's run fills in model, tasks and args)."""
+    return _config(
+        model="",
+        tasks=[],
+        output=output,
+        cache_path=cache,
+        use_cache=not no_cache,
+        strict=strict,
+        include_paths=include_path or (),
+        progress=not as_json and sys.stderr.isatty(),
     )
-    _execute_sweep(plan, replace(base, progress=not as_json and sys.stderr.isatty()), as_json, rerun=rerun, dry_run=dry_run)
 
 
 def _execute_sweep(plan: Sweep, base: RunConfig, as_json: bool, rerun: bool, dry_run: bool) -> None:

@@ -64,16 +64,6 @@ class Dist:
         dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
-    def gather(self, obj: Any) -> list[Any] | None:
-        """Every rank's ``obj``, in rank order, on rank 0 (None elsewhere)."""
-        if not self.active:
-            return [obj]
-        import torch.distributed as dist
-
-        out: list[Any] | None = [None] * self.world_size if self.is_main else None
-        dist.gather_object(obj, out, dst=0, group=self.group)
-        return out
-
     def close(self) -> None:
         if self.owns_default_group:
             import torch.distributed as dist

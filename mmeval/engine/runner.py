@@ -194,7 +194,7 @@ def _run(cfg: RunConfig, dist: Dist, tasks: list[ResolvedTask], skipped: dict[st
                 result = _run_task(rt, ctx)
                 if result is not None:
                     results[rt.spec.task] = result
-            if dist.is_main and writer is not None:  # lm-eval tasks run in one process
+            if writer is not None:  # rank 0: lm-eval tasks run in one process
                 for name in lmeval_tasks(cfg):
                     results[name] = _run_lmeval_task(name, cfg, model, writer)
     except KeyboardInterrupt:
@@ -268,7 +268,7 @@ def _run_task(rt: ResolvedTask, ctx: _TaskContext) -> TaskResult | None:
     timer = _Timer()
     t0 = time.perf_counter()
     stream = open_docs(spec, cfg.limit, cfg.fixture_root)
-    t = timer.add("load_s", t0)
+    timer.add("load_s", t0)
     renderer = PromptRenderer(spec, protocol=ctx.model.prompt_protocol)
     if ctx.writer is not None:
         ctx.writer.manifest["tasks"][spec.task] = {
@@ -284,7 +284,7 @@ def _run_task(rt: ResolvedTask, ctx: _TaskContext) -> TaskResult | None:
             "parse": spec.parse.name,
             "metrics": [m.name for m in spec.metrics],
         }
-    share = len(stream) if not dist.active else len(range(dist.rank, len(stream), dist.world_size))
+    share = len(range(dist.rank, len(stream), dist.world_size))  # this rank's documents (all of them in one process)
     ctx.progress.start_task(spec.task, total=share, done=0)
     size = chunk_size(ctx.cfg.batch_size)
     if dist.active:
@@ -294,7 +294,7 @@ def _run_task(rt: ResolvedTask, ctx: _TaskContext) -> TaskResult | None:
         shard.close()
         t = time.perf_counter()
         dist.barrier()  # every rank's shard is complete
-        t = timer.add("wait_s", t)
+        timer.add("wait_s", t)
         if not dist.is_main:
             return None
         pairs = _aligned(stream, _merged_shards(shard.dir, dist.world_size), size)
@@ -378,7 +378,7 @@ def _respond(
 
 def _merged_shards(shard_dir: Path, world_size: int) -> Iterator[Generated]:
     """The ranks' shards merged into document order (each shard is already in order)."""
-    paths = [shard_dir / f"rank-{r}-of-{world_size}.jsonl" for r in range(world_size)]
+    paths = [RankShard.file(shard_dir, r, world_size) for r in range(world_size)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise RuntimeError(f"data-parallel merge: shard(s) {missing} are missing; did a rank fail? Re-run to resume from the cache.")

@@ -44,8 +44,13 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    lines = [json.dumps(r, ensure_ascii=False, default=_json_default) for r in rows]
+    lines = [_jsonl_line(r) for r in rows]
     atomic_write_bytes(path, ("\n".join(lines) + ("\n" if lines else "")).encode())
+
+
+def _jsonl_line(row: dict[str, Any]) -> str:
+    """One samples-file line: UTF-8 as is; bytes and arrays made JSON (``_json_default``)."""
+    return json.dumps(row, ensure_ascii=False, default=_json_default)
 
 
 def _json_default(obj: Any) -> Any:
@@ -80,24 +85,26 @@ def claim_run_dir(output: Path, model: str) -> Path:
     raise RuntimeError(f"cannot find a free run directory name under {output}")
 
 
-def find_resumable(output: Path, config_hash: str) -> Path | None:
-    """The newest run under ``output`` with the same configuration that did not complete."""
-    runs = resumable_runs(output, config_hash)
-    return runs[0] if runs else None
+def iter_manifests(output: Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """(run directory, run.json) for every readable run directly under ``output``, in name
+    order; an unreadable run.json (a crash mid-copy, a foreign file) is passed over here:
+    ``mmeval show`` reports it."""
+    if not output.is_dir():
+        return
+    for run_json in sorted(output.glob(f"*/{RUN_FILE}")):
+        try:
+            yield run_json.parent, json.loads(run_json.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
 
 
 def resumable_runs(output: Path, config_hash: str) -> list[Path]:
     """Runs under ``output`` with the same configuration that did not complete, newest first."""
-    if not output.is_dir():
-        return []
-    candidates = []
-    for run_json in output.glob(f"*/{RUN_FILE}"):
-        try:
-            manifest = json.loads(run_json.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        if manifest.get("config_hash") == config_hash and manifest.get("status") != "complete":
-            candidates.append((run_json.stat().st_mtime, run_json.parent))
+    candidates = [
+        ((run_dir / RUN_FILE).stat().st_mtime, run_dir)
+        for run_dir, manifest in iter_manifests(output)
+        if manifest.get("config_hash") == config_hash and manifest.get("status") != "complete"
+    ]
     return [path for _, path in sorted(candidates, reverse=True)]
 
 
@@ -225,7 +232,7 @@ class SampleSink:
         self._fh = self.partial.open("w", encoding="utf-8")
 
     def write(self, records: Iterable[SampleRecord]) -> None:
-        self._fh.writelines(json.dumps(r.to_dict(), ensure_ascii=False, default=_json_default) + "\n" for r in records)
+        self._fh.writelines(_jsonl_line(r.to_dict()) + "\n" for r in records)
         self._fh.flush()
 
     def close(self, corpus_scores: list[dict[str, float]] | None = None) -> None:
@@ -251,7 +258,7 @@ class SampleSink:
                     row = json.loads(line)
                     if row.get("error") is None:
                         row["scores"].update(next(scores))
-                    out.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+                    out.write(_jsonl_line(row) + "\n")
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
@@ -270,7 +277,7 @@ class RankShard:
     def __init__(self, run_dir: Path, task: str, rank: int, world_size: int) -> None:
         self.dir = run_dir / "samples" / ".shards" / samples_file_name(task).removesuffix(".jsonl")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / f"rank-{rank}-of-{world_size}.jsonl"
+        self.path = self.file(self.dir, rank, world_size)
         self._fh = self.path.open("w", encoding="utf-8")
 
     def write(self, rows: Iterable[tuple[int, str | None, Response]]) -> None:
@@ -283,6 +290,10 @@ class RankShard:
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self._fh.close()
+
+    @staticmethod
+    def file(shard_dir: Path, rank: int, world_size: int) -> Path:
+        return shard_dir / f"rank-{rank}-of-{world_size}.jsonl"
 
     @staticmethod
     def read(path: Path) -> Iterator[tuple[int, str | None, Response]]:

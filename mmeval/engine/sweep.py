@@ -23,7 +23,6 @@ Sweep file (YAML)::
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -32,8 +31,8 @@ from typing import Any
 import yaml
 
 from mmeval.engine.runner import LMEVAL_PREFIX, RunConfig, evaluate, plan_tasks
-from mmeval.engine.store import RUN_FILE
-from mmeval.models.base import ModelArgsError, parse_model_args, redact_args
+from mmeval.engine.store import RUN_FILE, iter_manifests
+from mmeval.models.base import ModelArgsError, args_label, parse_model_args, redact_args
 from mmeval.types import RunResult
 
 
@@ -154,11 +153,7 @@ def finished_tasks(cfg: RunConfig, tasks: dict[str, tuple[int, str] | None]) -> 
     have a result for ``cfg``'s model configuration under ``cfg.output``, and where."""
     found: dict[str, Path] = {}
     want_model = {"name": cfg.model, "args": redact_args(cfg.model_args)}
-    for run_json in sorted(cfg.output.glob(f"*/{RUN_FILE}")) if cfg.output.is_dir() else []:
-        try:
-            m = json.loads(run_json.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue  # not ours to judge here; `mmeval show` reports unreadable runs
+    for run_dir, m in iter_manifests(cfg.output):
         model = m.get("model", {})
         same = (
             model.get("name") == want_model["name"]
@@ -172,7 +167,7 @@ def finished_tasks(cfg: RunConfig, tasks: dict[str, tuple[int, str] | None]) -> 
         for name, ident in tasks.items():
             info = (m.get("tasks") or {}).get(name) or {}
             if name in (m.get("results") or {}) and (ident is None or (info.get("version"), info.get("content_hash")) == ident):
-                found.setdefault(name, run_json.parent)
+                found.setdefault(name, run_dir)
     return found
 
 
@@ -237,8 +232,7 @@ def run_sweep(
 
 
 def _label(entry: SweepModel) -> str:
-    args = redact_args(entry.model_args)
-    return entry.model + (f" ({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})" if args else "")
+    return args_label(entry.model, redact_args(entry.model_args))  # as tables name the run's model
 
 
 def _only(run: RunResult, tasks: list[str]) -> RunResult:

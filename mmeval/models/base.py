@@ -100,6 +100,11 @@ def redact_args(args: dict[str, str]) -> dict[str, str]:
 _FIELD_NAMES = frozenset({"id_key", "response_key"})
 
 
+def args_label(name: str, args: dict[str, str]) -> str:
+    """How tables, leaderboards and sweeps name a model: ``name (k=v, ...)``, args sorted."""
+    return name + (f" ({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})" if args else "")
+
+
 def as_bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.engine.store import RUN_FILE, SCHEMA_VERSION, samples_file_name
+from mmeval.models.base import args_label
 from mmeval.types import RunResult, TaskResult
 
 
@@ -52,5 +53,4 @@ def iter_samples(run: RunResult, task: str) -> Iterator[dict[str, Any]]:
 def model_label(run: RunResult) -> str:
     """A run's model as tables, leaderboards and the arena name it: adapter name plus its args."""
     model = run.manifest.get("model", {})
-    args = model.get("args") or {}
-    return str(model.get("name", "?")) + (f" ({', '.join(f'{k}={v}' for k, v in sorted(args.items()))})" if args else "")
+    return args_label(str(model.get("name", "?")), model.get("args") or {})
