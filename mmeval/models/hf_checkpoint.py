@@ -16,19 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from mmeval.models.base import ModelArgsError
+from mmeval.types import sha256_file
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 SAMPLE_BYTES = 1 << 20  # bytes hashed at each end of a weight file
 
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sample_sha256(path: Path) -> str:
@@ -60,7 +53,7 @@ def local_dir_fingerprint(path: Path) -> dict[str, Any]:
         if f.name.endswith(WEIGHT_SUFFIXES):
             files[rel] = {"size": f.stat().st_size, "ends_sha256": _sample_sha256(f)}
         else:
-            files[rel] = _sha256_file(f)
+            files[rel] = sha256_file(f)
     return files
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -20,6 +19,7 @@ from jinja2 import meta
 
 from mmeval.tasks.prompts import ENV
 from mmeval.tasks.spec import TaskSpec
+from mmeval.types import sha256_file
 
 DATA_FILE_NAMES = ("data.jsonl", "metadata.jsonl", "data.parquet", "data.csv", "metadata.csv", "data.json")
 
@@ -161,17 +161,9 @@ def _data_file(root: Path) -> Path:
     raise DatasetError(f"dataset folder {root} has none of {', '.join(DATA_FILE_NAMES)}")
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
-
-
 def _local_rows(root: Path, spec: TaskSpec) -> tuple[Callable[[], Iterator[Row]], str, Path]:
     path = _data_file(root)
-    fingerprint = _file_sha256(path)
+    fingerprint = "sha256:" + sha256_file(path, "dataset")
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return (lambda: _read_jsonl(path)), fingerprint, path
