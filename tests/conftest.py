@@ -42,6 +42,13 @@ def write_task(root: Path, rows: list[dict], yaml_text: str, name: str = "task.y
     return root / name
 
 
+def sample_rows(run_dir: Path, task: str) -> list[dict]:
+    """A run's samples/<task>.jsonl without the ``cached`` flag, the one field in which a resumed
+    (or concurrent) run may rightly differ from a clean one."""
+    lines = (run_dir / "samples" / f"{task}.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "cached"} for line in lines]
+
+
 QA_YAML = """\
 task: local_qa
 version: 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QA_YAML, ROOT, write_task
+from tests.conftest import QA_YAML, ROOT, sample_rows, write_task
 
 pytestmark = pytest.mark.slow
 LAUNCH = str(ROOT / "tests" / "launch.py")
@@ -30,11 +30,6 @@ def start(args: list[str]) -> subprocess.Popen[str]:
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=300)
     return proc.returncode, out, err
-
-
-def sample_rows(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "samples" / "local_qa.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "cached"} for line in lines]
 
 
 def test_the_same_command_twice_at_once(tmp_path: Path) -> None:
@@ -55,7 +50,7 @@ def test_the_same_command_twice_at_once(tmp_path: Path) -> None:
     assert len(paths) == 2
     # The second found part of the first's work in the shared cache: they really overlapped.
     assert 0 < json.loads(results[1][1])["results"]["local_qa"]["n_cached"] < 300
-    a, b = (sample_rows(p) for p in paths)
+    a, b = (sample_rows(p, "local_qa") for p in paths)
     assert a == b and [r["doc_id"] for r in a] == [f"d{i}" for i in range(300)]
     for p in paths:
         manifest = json.loads((p / "run.json").read_text())
@@ -82,7 +77,7 @@ def test_different_runs_into_one_directory_at_once(tmp_path: Path) -> None:
     assert len({r["path"] for r in runs}) == 3
     assert [r["results"]["local_qa"]["n"] for r in runs] == [300, 300, 150]
     # The limited run's samples are the first 150 of the full run's, answer for answer.
-    assert sample_rows(Path(runs[2]["path"])) == sample_rows(Path(runs[0]["path"]))[:150]
+    assert sample_rows(Path(runs[2]["path"]), "local_qa") == sample_rows(Path(runs[0]["path"]), "local_qa")[:150]
     for r in runs:
         json.loads((Path(r["path"]) / "run.json").read_text())  # every run.json whole
     with sqlite3.connect(out / "cache.sqlite") as conn:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mmeval.models.tiny import tiny_llava_dir
-from tests.conftest import QA_YAML, ROOT, write_task
+from tests.conftest import QA_YAML, ROOT, sample_rows, write_task
 
 pytestmark = pytest.mark.slow
 LAUNCH = str(ROOT / "tests" / "launch.py")
@@ -24,11 +24,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two ranks on two cores
 def launch(args: list[str], ranks: int) -> subprocess.CompletedProcess[str]:
     cmd = [*TORCHRUN, str(ranks), LAUNCH, *args] if ranks > 1 else [sys.executable, LAUNCH, *args]
     return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-
-
-def rows(run_dir: Path, task: str) -> list[dict]:
-    lines = (run_dir / "samples" / f"{task}.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "cached"} for line in lines]
 
 
 def only_json(stdout: str) -> dict:
@@ -50,7 +45,7 @@ def test_two_ranks_equal_one_process_with_tiny_llava(tmp_path: Path) -> None:
     for task in ("demo_vqa", "demo_mcq"):
         assert merged["results"][task]["n"] == 12 and merged["results"][task]["n_errors"] == 0
         assert merged["results"][task]["metrics"] == single["results"][task]["metrics"]
-        assert rows(run_dir, task) == rows(Path(single["path"]), task)  # generated text, parse, scores: sample for sample
+        assert sample_rows(run_dir, task) == sample_rows(Path(single["path"]), task)  # generated text, parse, scores: sample for sample
         assert merged["results"][task]["timings"]["wait_s"] >= 0
     assert not (run_dir / "samples" / ".shards").exists()  # merged and cleaned up
 
@@ -86,8 +81,8 @@ def test_resume_with_a_different_number_of_ranks(tmp_path: Path, first: int, the
     clean = launch([*run_args(task, tmp_path / "clean", marker), "--json"], ranks=1)
     reference = only_json(clean.stdout)
     assert res["metrics"] == reference["results"]["local_qa"]["metrics"]
-    assert [r["doc_id"] for r in rows(run_json.parent, "local_qa")] == [f"d{i}" for i in range(120)]
-    assert rows(run_json.parent, "local_qa") == rows(Path(reference["path"]), "local_qa")
+    assert [r["doc_id"] for r in sample_rows(run_json.parent, "local_qa")] == [f"d{i}" for i in range(120)]
+    assert sample_rows(run_json.parent, "local_qa") == sample_rows(Path(reference["path"]), "local_qa")
     manifest = json.loads(run_json.read_text())
     assert manifest["attempts"] == 2 and manifest["status"] == "complete"
     assert ("distributed" in manifest) == (then > 1)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, write_task
+from tests.conftest import ROOT, sample_rows, write_task
 
 pytestmark = pytest.mark.slow
 LAUNCH = str(ROOT / "tests" / "launch.py")
@@ -44,11 +44,6 @@ def run_args(tasks: list[Path], out: Path, model_args: str) -> list[str]:
     return ["run", "--model", "test-kill", "--model-args", model_args, "--tasks", ",".join(map(str, tasks))]
 
 
-def samples(run_dir: Path, task: str) -> list[dict]:
-    lines = (run_dir / "samples" / f"{task}.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "cached"} for line in lines]
-
-
 def check_resumed_equals_clean(tmp_path: Path, tasks: list[Path], names: list[str], model_args: str, n_docs: dict[str, int]) -> dict:
     """Re-run the killed command; compare with the same command run cleanly elsewhere."""
     out = tmp_path / "res"
@@ -62,9 +57,9 @@ def check_resumed_equals_clean(tmp_path: Path, tasks: list[Path], names: list[st
     assert clean.returncode == 0, clean.stderr
     reference = json.loads(clean.stdout)
     for name in names:
-        rows = samples(killed.parent, name)
+        rows = sample_rows(killed.parent, name)
         assert [r["doc_id"] for r in rows] == [f"d{i}" for i in range(n_docs[name])]  # none lost, none twice
-        assert rows == samples(Path(reference["path"]), name)
+        assert rows == sample_rows(Path(reference["path"]), name)
         assert resumed["results"][name]["metrics"] == reference["results"][name]["metrics"]
         assert resumed["results"][name]["n_errors"] == 0
     manifest = json.loads(killed.read_text())

@@ -13,21 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QA_YAML, ROOT, TEST_MODELS, write_task
+from tests.conftest import QA_YAML, ROOT, sample_rows, write_task
 
 pytestmark = pytest.mark.slow
 
-LAUNCH = (
-    "import sys; from mmeval.models import base; base.BUILTIN_MODELS.update({models!r}); "
-    "from mmeval.cli import app; app(sys.argv[1:], prog_name='mmeval')"
-)
+LAUNCH = str(ROOT / "tests" / "launch.py")  # the CLI with the test models registered
 
 
 def mmeval_cmd(task: Path, out: Path) -> list[str]:
     return [
         sys.executable,
-        "-c",
-        LAUNCH.format(models=TEST_MODELS),
+        LAUNCH,
         "run",
         "--model",
         "test-hash",
@@ -51,11 +47,6 @@ def cached_rows(db: Path) -> int:
             return int(conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
     except sqlite3.OperationalError:
         return 0
-
-
-def rows_without_cache_flag(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "samples" / "local_qa.jsonl").read_text().splitlines()
-    return [{k: v for k, v in json.loads(line).items() if k != "cached"} for line in lines]
 
 
 def test_sigkill_halfway_then_rerun_completes_identically(tmp_path: Path) -> None:
@@ -87,8 +78,8 @@ def test_sigkill_halfway_then_rerun_completes_identically(tmp_path: Path) -> Non
     assert clean.returncode == 0, clean.stderr
     reference = json.loads(clean.stdout)
     assert res["metrics"] == reference["results"]["local_qa"]["metrics"]
-    resumed_rows = rows_without_cache_flag(killed_json.parent)
+    resumed_rows = sample_rows(killed_json.parent, "local_qa")
     assert [r["doc_id"] for r in resumed_rows] == [f"d{i}" for i in range(160)]  # none lost, none twice
-    assert resumed_rows == rows_without_cache_flag(Path(reference["path"]))
+    assert resumed_rows == sample_rows(Path(reference["path"]), "local_qa")
     manifest = json.loads(killed_json.read_text())
     assert manifest["status"] == "complete" and manifest["attempts"] == 2
